@@ -83,7 +83,8 @@ export async function decodeImage(bytes: Uint8Array, limits: ImageLimits = DEFAU
   const input = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let meta: Metadata;
   try {
-    meta = await sharp(input).metadata();
+    // Header only: our own pixel limit is checked below with a clearer message than sharp's.
+    meta = await sharp(input, { limitInputPixels: false }).metadata();
   } catch (error) {
     throw invalidImage(`image could not be read as ${format.toUpperCase()}: ${decoderReason(error)}`);
   }

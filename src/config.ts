@@ -1,0 +1,150 @@
+// Configuration from the environment, validated once at start. Every setting is optional; the
+// table in README.md lists them. A bad value stops the process with a message naming the variable.
+import { resolve } from 'node:path';
+import { DEFAULT_DETECT_SIZE } from './engine/engine.js';
+import { DEFAULT_IMAGE_LIMITS } from './engine/image.js';
+import { getDetector, getRecognizer } from './engine/models/registry.js';
+
+export interface Config {
+  host: string;
+  port: number;
+  logLevel: string;
+  /** PostgreSQL URL; unset: the embedded PostgreSQL under `dataDir`. */
+  databaseUrl: string | null;
+  dataDir: string;
+  models: { dir: string; offline: boolean; mirror: string | null; detector: string; recognizer: string };
+  /** Default match threshold; null: the recognizer's own. */
+  matchThreshold: number | null;
+  detect: { detectSize: number; scoreThreshold: number; nmsThreshold: number; topK: number };
+  limits: {
+    /** Encoded bytes per image. */
+    maxImageBytes: number;
+    /** width x height per image, checked before decoding. */
+    maxImagePixels: number;
+    /** Faces embedded and matched per image (the most confident first). */
+    maxFaces: number;
+  };
+  inference: {
+    /** Pipelines (decode, detect, embed) run at once. */
+    concurrency: number;
+    /** Requests waiting beyond the running ones; more get 429. */
+    maxQueue: number;
+    /** A request still waiting or running after this gets 503. */
+    timeoutMs: number;
+    /** onnxruntime intra-op threads per inference; 0: one per core. */
+    intraOpThreads: number;
+  };
+  auth: { apiKeys: string[] };
+  /** Requests per minute per API key (or per address when auth is off); 0: unlimited. */
+  rateLimitPerMinute: number;
+  /** Origins allowed by CORS; empty: CORS closed. */
+  corsOrigins: string[];
+  ws: { maxMessageBytes: number; heartbeatMs: number; maxConnections: number };
+  gallery: {
+    /** How often the visitor tables are checked for changes. */
+    pollMs: number;
+    /** Images extracted per batch while reconciling. */
+    batchSize: number;
+  };
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+function read(env: Env, name: string): string | undefined {
+  const value = env[name]?.trim();
+  return value === '' ? undefined : value;
+}
+
+function number(env: Env, name: string, fallback: number, check: { min?: number; max?: number; integer?: boolean } = {}): number {
+  const raw = read(env, name);
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  const { min = -Infinity, max = Infinity, integer = false } = check;
+  if (!Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value))) {
+    const range = `${integer ? 'an integer' : 'a number'}${min > -Infinity ? ` >= ${min}` : ''}${max < Infinity ? ` <= ${max}` : ''}`;
+    throw new ConfigError(`${name}=${raw} is not valid: expected ${range}`);
+  }
+  return value;
+}
+
+function flag(env: Env, name: string): boolean {
+  const raw = read(env, name)?.toLowerCase();
+  if (raw === undefined) return false;
+  if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
+  if (['0', 'false', 'no', 'off'].includes(raw)) return false;
+  throw new ConfigError(`${name}=${raw} is not valid: expected 1/0, true/false`);
+}
+
+function list(env: Env, name: string): string[] {
+  return (read(env, name) ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+function model<T>(name: string, value: string, lookup: (n: string) => T): string {
+  try {
+    lookup(value);
+  } catch (e) {
+    throw new ConfigError(`${name}=${value}: ${(e as Error).message}`);
+  }
+  return value;
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const detector = model('DETECTOR', read(env, 'DETECTOR') ?? 'yunet-2023mar', getDetector);
+  const recognizer = model('RECOGNIZER', read(env, 'RECOGNIZER') ?? 'sface-2021dec', getRecognizer);
+  const defaults = getDetector(detector).defaults;
+  const threshold = read(env, 'MATCH_THRESHOLD');
+  return {
+    host: read(env, 'HOST') ?? '0.0.0.0',
+    port: number(env, 'PORT', 8000, { min: 0, max: 65535, integer: true }),
+    logLevel: read(env, 'LOG_LEVEL') ?? 'info',
+    databaseUrl: read(env, 'DATABASE_URL') ?? null,
+    dataDir: resolve(read(env, 'DATA_DIR') ?? './data'),
+    models: {
+      dir: resolve(read(env, 'MODELS_DIR') ?? './models'),
+      offline: flag(env, 'MODELS_OFFLINE'),
+      mirror: read(env, 'MODELS_MIRROR') ?? null,
+      detector,
+      recognizer,
+    },
+    matchThreshold: threshold === undefined ? null : number(env, 'MATCH_THRESHOLD', 0, { min: -1, max: 1 }),
+    detect: {
+      detectSize: number(env, 'DETECT_SIZE', DEFAULT_DETECT_SIZE, { min: 32, max: 4096, integer: true }),
+      scoreThreshold: number(env, 'DETECT_SCORE', defaults.scoreThreshold, { min: 0, max: 1 }),
+      nmsThreshold: number(env, 'DETECT_NMS', defaults.nmsThreshold, { min: 0, max: 1 }),
+      topK: number(env, 'DETECT_TOP_K', defaults.topK, { min: 1, max: 100_000, integer: true }),
+    },
+    limits: {
+      maxImageBytes: number(env, 'MAX_IMAGE_BYTES', DEFAULT_IMAGE_LIMITS.maxBytes, { min: 1024, integer: true }),
+      maxImagePixels: number(env, 'MAX_IMAGE_PIXELS', DEFAULT_IMAGE_LIMITS.maxPixels, { min: 1, integer: true }),
+      maxFaces: number(env, 'MAX_FACES', 20, { min: 1, max: 1000, integer: true }),
+    },
+    inference: {
+      concurrency: number(env, 'INFERENCE_CONCURRENCY', 1, { min: 1, max: 64, integer: true }),
+      maxQueue: number(env, 'INFERENCE_QUEUE', 32, { min: 0, max: 10_000, integer: true }),
+      timeoutMs: number(env, 'REQUEST_TIMEOUT_MS', 10_000, { min: 100, integer: true }),
+      intraOpThreads: number(env, 'ORT_THREADS', 0, { min: 0, max: 256, integer: true }),
+    },
+    auth: { apiKeys: list(env, 'API_KEYS') },
+    rateLimitPerMinute: number(env, 'RATE_LIMIT_PER_MINUTE', 0, { min: 0, integer: true }),
+    corsOrigins: list(env, 'CORS_ORIGINS'),
+    ws: {
+      maxMessageBytes: number(env, 'WS_MAX_MESSAGE_BYTES', 8 * 1024 * 1024, { min: 1024, integer: true }),
+      heartbeatMs: number(env, 'WS_HEARTBEAT_MS', 30_000, { min: 1000, integer: true }),
+      maxConnections: number(env, 'WS_MAX_CONNECTIONS', 256, { min: 1, integer: true }),
+    },
+    gallery: {
+      pollMs: number(env, 'GALLERY_POLL_MS', 500, { min: 50, integer: true }),
+      batchSize: number(env, 'GALLERY_BATCH', 16, { min: 1, max: 1000, integer: true }),
+    },
+  };
+}
