@@ -104,8 +104,10 @@ export function warpAffine(image: RgbImage, forward: Affine, width: number, heig
     adelta[x] = roundHalfEven(m[0] * x * AB_SCALE);
     bdelta[x] = roundHalfEven(m[3] * x * AB_SCALE);
   }
+  // Neighbours outside the image read as 0 (BORDER_CONSTANT).
   const pixel = (sx: number, sy: number, ch: number): number =>
     sx >= 0 && sy >= 0 && sx < srcW && sy < srcH ? data[(sy * srcW + sx) * 3 + ch] : 0;
+  const rowStride = srcW * 3;
   for (let y = 0; y < height; y++) {
     const x0 = roundHalfEven((m[1] * y + m[2]) * AB_SCALE) + ROUND_DELTA;
     const y0 = roundHalfEven((m[4] * y + m[5]) * AB_SCALE) + ROUND_DELTA;
@@ -121,6 +123,15 @@ export function warpAffine(image: RgbImage, forward: Affine, width: number, heig
       const w10 = (INTER_TAB_SIZE - fx) * fy;
       const w11 = fx * fy;
       const o = (y * width + x) * 3;
+      if (sx >= 0 && sy >= 0 && sx + 1 < srcW && sy + 1 < srcH) {
+        const p00 = sy * rowStride + sx * 3;
+        const p10 = p00 + rowStride;
+        for (let ch = 0; ch < 3; ch++) {
+          const sum = w00 * data[p00 + ch] + w01 * data[p00 + 3 + ch] + w10 * data[p10 + ch] + w11 * data[p10 + 3 + ch];
+          out[o + ch] = (sum + WEIGHT_ROUND) >> WEIGHT_BITS;
+        }
+        continue;
+      }
       for (let ch = 0; ch < 3; ch++) {
         const sum =
           w00 * pixel(sx, sy, ch) + w01 * pixel(sx + 1, sy, ch) + w10 * pixel(sx, sy + 1, ch) + w11 * pixel(sx + 1, sy + 1, ch);

@@ -17,17 +17,21 @@ export function writeBlob(
 ): void {
   const { data, width, height } = image;
   const planeSize = planeWidth * planeHeight;
-  // Plane p takes source channel sourceChannel[p].
-  const sourceChannel = convention.channelOrder === 'bgr' ? [2, 1, 0] : [0, 1, 2];
-  for (let p = 0; p < 3; p++) {
-    const channel = sourceChannel[p];
-    const gain = convention.scale / convention.std[p];
-    const bias = -convention.mean[p] / convention.std[p];
-    const plane = offset + p * planeSize;
-    for (let y = 0; y < height; y++) {
-      let src = y * width * 3 + channel;
-      let dst = plane + y * planeWidth;
-      for (let x = 0; x < width; x++, src += 3, dst++) target[dst] = data[src] * gain + bias;
+  // Output plane p takes source channel order[p]; one pass over the pixels fills all three planes.
+  const order = convention.channelOrder === 'bgr' ? [2, 1, 0] : [0, 1, 2];
+  const gain = [0, 1, 2].map((p) => convention.scale / convention.std[p]);
+  const bias = [0, 1, 2].map((p) => -convention.mean[p] / convention.std[p]);
+  const [c0, c1, c2] = order;
+  const [g0, g1, g2] = gain;
+  const [b0, b1, b2] = bias;
+  for (let y = 0; y < height; y++) {
+    let src = y * width * 3;
+    let dst = offset + y * planeWidth;
+    const rowEnd = dst + width;
+    for (; dst < rowEnd; dst++, src += 3) {
+      target[dst] = data[src + c0] * g0 + b0;
+      target[dst + planeSize] = data[src + c1] * g1 + b1;
+      target[dst + 2 * planeSize] = data[src + c2] * g2 + b2;
     }
   }
 }

@@ -1,0 +1,46 @@
+// Shared by the benchmarks: where inputs live, how figures are summarised and where they are written.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+export const TESTDATA_DIR = resolve(process.env.TESTDATA_DIR ?? join(REPO_ROOT, '..', 'shared', 'testdata'));
+export const MODELS_DIR = resolve(process.env.MODELS_DIR ?? join(TESTDATA_DIR, 'models'));
+export const RESULTS_DIR = join(REPO_ROOT, 'bench', 'results');
+/** SFace cannot be downloaded on the benchmark machine; MobileFaceNet has the same input and output sizes. */
+export const RECOGNIZER = process.env.RECOGNIZER ?? 'mobilefacenet';
+export const QUICK = process.argv.includes('--quick');
+
+export function percentile(values: number[], q: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
+}
+
+export const median = (values: number[]): number => percentile(values, 0.5);
+
+export const round2 = (v: number): number => Math.round(v * 100) / 100;
+
+/** Runs `fn` `warmup` times, then `runs` times, returning each run's milliseconds. */
+export async function timeRuns(runs: number, fn: () => Promise<unknown>, warmup = 3): Promise<number[]> {
+  for (let i = 0; i < warmup; i++) await fn();
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const start = performance.now();
+    await fn();
+    times.push(performance.now() - start);
+  }
+  return times;
+}
+
+export function machine() {
+  const cpuList = cpus();
+  return { cpus: cpuList.length, model: cpuList[0]?.model ?? 'unknown', node: process.version, date: new Date().toISOString() };
+}
+
+export function writeResult(name: string, data: unknown): string {
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const path = join(RESULTS_DIR, `${name}.json`);
+  writeFileSync(path, `${JSON.stringify(data, null, 2)}\n`);
+  return path;
+}

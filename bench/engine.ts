@@ -1,0 +1,122 @@
+// Engine stages on this machine: decode, detect (and its raw onnxruntime inference), align, embed,
+// for a 640x480 and a 1920x1080 JPEG, next to OpenCV DNN's YuNet forward on the same 640x640 blob.
+// `npm run bench:engine [-- --quick]` prints a table and writes bench/results/engine.json.
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { alignToTemplate } from '../src/engine/align.js';
+import { FaceEngine } from '../src/engine/engine.js';
+import { decodeImage, type RgbImage } from '../src/engine/image.js';
+import { MODELS_DIR, QUICK, RECOGNIZER, REPO_ROOT, TESTDATA_DIR, machine, median, round2, timeRuns, writeResult } from './common.js';
+
+const RUNS = QUICK ? 15 : 60;
+const SOURCE = 'faces/obama/4.jpg'; // 1480x832, one face
+
+async function jpegAt(width: number, height: number): Promise<Buffer> {
+  return sharp(readFileSync(join(TESTDATA_DIR, SOURCE))).resize(width, height, { fit: 'cover' }).jpeg({ quality: 90 }).toBuffer();
+}
+
+async function stages(engine: FaceEngine, jpeg: Buffer) {
+  const image = await decodeImage(jpeg);
+  const [face] = await engine.detect(image);
+  if (!face) throw new Error('benchmark image has no face');
+  const aligned = alignToTemplate(image, face.landmarks);
+  const detectInput = engine.detector.makeBlob(
+    await (async (): Promise<RgbImage> => {
+      const scale = engine.detectDefaults.detectSize / Math.max(image.width, image.height);
+      const { resizeImage } = await import('../src/engine/image.js');
+      return resizeImage(image, Math.round(image.width * scale), Math.round(image.height * scale));
+    })(),
+  );
+  const decode = await timeRuns(RUNS, () => decodeImage(jpeg));
+  const detect = await timeRuns(RUNS, () => engine.detect(image));
+  const ortRaw = await timeRuns(RUNS, () => engine.detector.forward(detectInput));
+  const align = await timeRuns(RUNS, async () => alignToTemplate(image, face.landmarks));
+  const embed = await timeRuns(RUNS, () => engine.embedder.embed([aligned]));
+  const pipeline = await timeRuns(RUNS, async () => {
+    const img = await decodeImage(jpeg);
+    const faces = await engine.detect(img);
+    return engine.embedFaces(img, faces.slice(0, 1));
+  });
+  return {
+    size: `${image.width}x${image.height}`,
+    detect_input: detectInput.dims.slice(2).reverse().join('x'),
+    decode_ms: round2(median(decode)),
+    detect_ms: round2(median(detect)),
+    ort_yunet_raw_ms: round2(median(ortRaw)),
+    detect_over_raw: round2(median(detect) / median(ortRaw)),
+    align_ms: round2(median(align)),
+    embed_ms: round2(median(embed)),
+    decode_detect_embed_ms: round2(median(pipeline)),
+  };
+}
+
+async function opencvForward(engine: FaceEngine, image: RgbImage): Promise<{ ort_ms: number; opencv_ms: number | null; opencv: string | null }> {
+  const blob = engine.detector.makeBlob(image); // 640x640 input: the file's declared size
+  const ort = median(await timeRuns(RUNS, () => engine.detector.forward(blob)));
+  const blobPath = join(tmpdir(), `face-recog-bench-blob-${process.pid}.f32`);
+  const data = blob.data as Float32Array;
+  writeFileSync(blobPath, Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+  try {
+    const out = execFileSync(
+      '/usr/bin/python3',
+      [join(REPO_ROOT, 'bench', 'opencv_yunet.py'), join(MODELS_DIR, 'face_detection_yunet_2023mar.onnx'), blobPath, String(blob.dims[2]), String(blob.dims[3]), String(RUNS)],
+      { encoding: 'utf8' },
+    );
+    const result = JSON.parse(out) as { median_ms: number; opencv: string };
+    return { ort_ms: round2(ort), opencv_ms: round2(result.median_ms), opencv: result.opencv };
+  } catch (error) {
+    console.error(`OpenCV DNN not measured (python3-opencv missing?): ${(error as Error).message.split('\n')[0]}`);
+    return { ort_ms: round2(ort), opencv_ms: null, opencv: null };
+  }
+}
+
+export async function benchEngine() {
+  const engine = await FaceEngine.load({ dir: MODELS_DIR, offline: true, detector: 'yunet-2023mar', recognizer: RECOGNIZER });
+  const small = await stages(engine, await jpegAt(640, 480));
+  const large = await stages(engine, await jpegAt(1920, 1080));
+  const square = await decodeImage(await jpegAt(640, 640));
+  const opencv = await opencvForward(engine, square);
+  return {
+    machine: machine(),
+    recognizer: RECOGNIZER,
+    runs: RUNS,
+    jpeg_640x480: small,
+    jpeg_1920x1080: large,
+    yunet_640x640_blob: { ...opencv, ort_over_opencv: opencv.opencv_ms ? round2(opencv.ort_ms / opencv.opencv_ms) : null },
+  };
+}
+
+export function printEngine(r: Awaited<ReturnType<typeof benchEngine>>): void {
+  const rows = [r.jpeg_640x480, r.jpeg_1920x1080];
+  console.log(`engine stages, median ms over ${r.runs} runs (${r.machine.cpus} x ${r.machine.model}, recognizer ${r.recognizer})`);
+  console.table(
+    Object.fromEntries(
+      rows.map((s) => [
+        `JPEG ${s.size}`,
+        {
+          decode: s.decode_ms,
+          'detect (whole call)': s.detect_ms,
+          'ORT YuNet raw': s.ort_yunet_raw_ms,
+          'detect/raw': s.detect_over_raw,
+          align: s.align_ms,
+          embed: s.embed_ms,
+          'decode+detect+embed': s.decode_detect_embed_ms,
+        },
+      ]),
+    ),
+  );
+  const b = r.yunet_640x640_blob;
+  console.log(
+    `YuNet forward on the same 640x640 blob: onnxruntime ${b.ort_ms} ms, OpenCV ${b.opencv ?? '-'} DNN ${b.opencv_ms ?? 'n/a'} ms` +
+      (b.ort_over_opencv ? ` (ratio ${b.ort_over_opencv})` : ''),
+  );
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const result = await benchEngine();
+  printEngine(result);
+  console.log(`wrote ${writeResult('engine', result)}`);
+}
