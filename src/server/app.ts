@@ -1,0 +1,117 @@
+// The HTTP + WebSocket service, composed of one-concern parts: errors, CORS, auth, rate limit,
+// metrics, OpenAPI docs, the API routes and the realtime socket. Everything it uses is passed in.
+import cors from '@fastify/cors';
+import rateLimit from '@fastify/rate-limit';
+import websocket from '@fastify/websocket';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Config } from '../config.js';
+import type { FaceEngine } from '../engine/engine.js';
+import { FaceRecogError } from '../errors.js';
+import type { Gallery } from '../gallery/types.js';
+import { ApiKeys, installAuth, requiresKey } from './auth.js';
+import { installErrorHandling } from './error-handler.js';
+import { requestId } from './logging.js';
+import type { ServiceMetrics } from './metrics.js';
+import { installOpenApi } from './openapi.js';
+import { InferencePipeline } from './pipeline.js';
+import { RealtimeHub, realtimeRoutes } from './realtime.js';
+import { apiRoutes } from './routes.js';
+import type { InferenceScheduler } from './scheduler.js';
+
+export interface AppDeps {
+  config: Config;
+  /** A pino logger (see logging.ts: it redacts keys and images). */
+  logger: FastifyBaseLogger;
+  /** The engine, or null while the models load (routes answer 503 not_ready meanwhile). */
+  engine: () => FaceEngine | null;
+  /** The visitor gallery, or null while it starts. */
+  gallery: () => Gallery | null;
+  scheduler: InferenceScheduler;
+  metrics: ServiceMetrics;
+  /** Shown in the OpenAPI document. */
+  version?: string;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    realtime: RealtimeHub;
+  }
+}
+
+const MINUTE_MS = 60_000;
+
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const { config, scheduler, metrics } = deps;
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    genReqId: requestId,
+    // Types are checked as sent: "0.5" is not a threshold, 123 is not an image.
+    ajv: { customOptions: { coerceTypes: false } },
+  });
+  const startedAt = Date.now();
+
+  const pipelines = new WeakMap<FaceEngine, InferencePipeline>();
+  const pipeline = (): InferencePipeline => {
+    const engine = deps.engine();
+    if (!engine) throw new FaceRecogError('not_ready', 'the models are still loading; retry shortly', { retryAfterS: 5 });
+    let current = pipelines.get(engine);
+    if (!current) {
+      current = new InferencePipeline(engine, scheduler, config, metrics);
+      pipelines.set(engine, current);
+    }
+    return current;
+  };
+  const defaultThreshold = (): number => config.matchThreshold ?? pipeline().engine.recognizer.defaultThreshold;
+
+  installErrorHandling(app);
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? '(unmatched)';
+    metrics.observeRequest(route, request.method, reply.statusCode, reply.elapsedTime / 1000);
+  });
+
+  // Before auth, so that browsers' preflights (which carry no credentials) are answered.
+  if (config.corsOrigins.length > 0) {
+    await app.register(cors, { origin: config.corsOrigins, methods: ['GET', 'POST'], maxAge: 600 });
+  }
+  installAuth(app, new ApiKeys(config.auth.apiKeys));
+  if (config.rateLimitPerMinute > 0) {
+    await app.register(rateLimit, {
+      max: config.rateLimitPerMinute,
+      timeWindow: MINUTE_MS,
+      keyGenerator: (request) => request.apiKeyId ?? request.ip,
+      allowList: (request) => !requiresKey(request.url),
+      errorResponseBuilder: (_request, context) =>
+        new FaceRecogError('rate_limited', `rate limit of ${context.max} requests per minute exceeded; retry in ${context.after}`, {
+          retryAfterS: Math.ceil(context.ttl / 1000),
+        }),
+    });
+  }
+
+  await installOpenApi(app, deps.version ?? '0.0.0');
+
+  const hub = new RealtimeHub({ config, pipeline, gallery: deps.gallery, defaultThreshold, metrics });
+  app.decorate('realtime', hub);
+  await app.register(websocket, {
+    options: { maxPayload: config.ws.maxMessageBytes },
+    preClose: () => hub.shutdown(),
+  });
+
+  await app.register(apiRoutes, {
+    config,
+    scheduler,
+    pipeline,
+    gallery: deps.gallery,
+    health: { engine: deps.engine, gallery: deps.gallery, scheduler, matchThreshold: config.matchThreshold, startedAt },
+  });
+  await app.register(realtimeRoutes, { hub });
+
+  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+    reply.header('content-type', metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+
+  return app;
+}

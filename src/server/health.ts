@@ -1,0 +1,71 @@
+// /health: ok as soon as the models are loaded and the database answers (even while the gallery is
+// still reconciling); otherwise starting or degraded, with the reasons.
+import type { FaceEngine } from '../engine/engine.js';
+import type { Gallery, GalleryStatus } from '../gallery/types.js';
+import type { InferenceScheduler } from './scheduler.js';
+import type { HealthBody } from './schemas.js';
+
+export interface HealthSources {
+  engine: () => FaceEngine | null;
+  gallery: () => Gallery | null;
+  scheduler: InferenceScheduler;
+  /** MATCH_THRESHOLD; null: the recognizer's own. */
+  matchThreshold: number | null;
+  startedAt: number;
+}
+
+function galleryView(status: GalleryStatus): NonNullable<HealthBody['gallery']> {
+  return {
+    database: status.database,
+    syncing: status.syncing,
+    faces: status.faces,
+    visitors: status.visitors,
+    failed: status.failed,
+    model: status.model,
+    last_sync_at: status.lastSyncAt,
+    error: status.error,
+  };
+}
+
+export function healthReport(sources: HealthSources): { statusCode: 200 | 503; body: HealthBody } {
+  const engine = sources.engine();
+  const gallery = sources.gallery();
+  const galleryStatus = gallery?.status() ?? null;
+  const starting: string[] = [];
+  const degraded: string[] = [];
+
+  if (!engine) starting.push('models are loading');
+  if (!galleryStatus) {
+    starting.push('the visitor gallery is starting');
+  } else if (galleryStatus.database === 'down') {
+    const neverConnected = galleryStatus.lastSyncAt === null && galleryStatus.error === null;
+    if (neverConnected) starting.push('the database is not connected yet');
+    else degraded.push(`the database is unavailable${galleryStatus.error ? `: ${galleryStatus.error}` : ''}`);
+  }
+
+  const status = degraded.length > 0 ? 'degraded' : starting.length > 0 ? 'starting' : 'ok';
+  const recognizer = engine?.recognizer;
+  return {
+    statusCode: status === 'ok' ? 200 : 503,
+    body: {
+      status,
+      reasons: [...degraded, ...starting],
+      models:
+        engine && recognizer
+          ? {
+              detector: engine.detector.manifest.name,
+              recognizer: recognizer.name,
+              dimension: recognizer.dimension,
+              match_threshold: sources.matchThreshold ?? recognizer.defaultThreshold,
+            }
+          : null,
+      gallery: galleryStatus && galleryView(galleryStatus),
+      queue: {
+        running: sources.scheduler.running,
+        waiting: sources.scheduler.depth('request'),
+        background: sources.scheduler.depth('background'),
+      },
+      uptime_s: Math.round((Date.now() - sources.startedAt) / 1000),
+    },
+  };
+}

@@ -1,0 +1,112 @@
+// Prometheus metrics, one registry per app so that several apps (tests) never share counters.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Gallery } from '../gallery/types.js';
+import type { InferenceScheduler } from './scheduler.js';
+
+export interface MetricSources {
+  scheduler: InferenceScheduler;
+  gallery: () => Gallery | null;
+}
+
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const INFERENCE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+
+export type InferenceStage = 'decode' | 'detect' | 'embed' | 'search';
+export type FrameOutcome = 'processed' | 'dropped' | 'error';
+
+export class ServiceMetrics {
+  readonly registry = new Registry();
+  private readonly httpRequests: Counter<'route' | 'method' | 'status'>;
+  private readonly httpDuration: Histogram<'route' | 'method' | 'status'>;
+  private readonly inference: Histogram<'model' | 'stage'>;
+  private readonly frames: Counter<'outcome'>;
+  private readonly wsConnections: Gauge;
+
+  constructor(sources: MetricSources) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: 'face_recog_' });
+    this.httpRequests = new Counter({
+      name: 'face_recog_http_requests_total',
+      help: 'HTTP requests answered, by route, method and status',
+      labelNames: ['route', 'method', 'status'],
+      registers,
+    });
+    this.httpDuration = new Histogram({
+      name: 'face_recog_http_request_duration_seconds',
+      help: 'HTTP request latency from arrival to response, by route, method and status',
+      labelNames: ['route', 'method', 'status'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.inference = new Histogram({
+      name: 'face_recog_inference_seconds',
+      help: 'Time per pipeline stage (decode, detect, embed, search) by model',
+      labelNames: ['model', 'stage'],
+      buckets: INFERENCE_BUCKETS,
+      registers,
+    });
+    this.frames = new Counter({
+      name: 'face_recog_ws_frames_total',
+      help: 'WebSocket frames by outcome (processed, dropped for a newer one, error)',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.wsConnections = new Gauge({ name: 'face_recog_ws_connections', help: 'Open WebSocket connections', registers });
+    new Gauge({
+      name: 'face_recog_queue_depth',
+      help: 'Inference tasks waiting for a slot, by lane',
+      labelNames: ['lane'],
+      registers,
+      collect() {
+        this.set({ lane: 'request' }, sources.scheduler.depth('request'));
+        this.set({ lane: 'background' }, sources.scheduler.depth('background'));
+      },
+    });
+    new Gauge({
+      name: 'face_recog_inference_running',
+      help: 'Inference tasks running now',
+      registers,
+      collect() {
+        this.set(sources.scheduler.running);
+      },
+    });
+    new Gauge({
+      name: 'face_recog_gallery_faces',
+      help: 'Face embeddings searchable in the gallery',
+      registers,
+      collect() {
+        this.set(sources.gallery()?.status().faces ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'face_recog_gallery_failed_images',
+      help: 'Stored images skipped because they cannot be decoded or show no face',
+      registers,
+      collect() {
+        this.set(sources.gallery()?.status().failed ?? 0);
+      },
+    });
+  }
+
+  observeRequest(route: string, method: string, status: number, seconds: number): void {
+    const labels = { route, method, status: String(status) };
+    this.httpRequests.inc(labels);
+    this.httpDuration.observe(labels, seconds);
+  }
+
+  observeInference(model: string, stage: InferenceStage, seconds: number): void {
+    this.inference.observe({ model, stage }, seconds);
+  }
+
+  countFrames(outcome: FrameOutcome, count = 1): void {
+    this.frames.inc({ outcome }, count);
+  }
+
+  connectionOpened(): void {
+    this.wsConnections.inc();
+  }
+
+  connectionClosed(): void {
+    this.wsConnections.dec();
+  }
+}

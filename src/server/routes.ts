@@ -1,0 +1,163 @@
+// The HTTP API of CONTRACT.md: detect, extract-features (alias extract), recognize, verify, health.
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { FastifyInstance, FastifySchema, onRequestHookHandler } from 'fastify';
+import type { Config } from '../config.js';
+import { cosineSimilarity } from '../engine/embed.js';
+import type { Gallery } from '../gallery/types.js';
+import { healthReport, type HealthSources } from './health.js';
+import type { DetectParams, InferencePipeline } from './pipeline.js';
+import { faceView, recognizeFaces } from './recognition.js';
+import { Deadline, type InferenceScheduler } from './scheduler.js';
+import {
+  DetectRequest,
+  DetectResponse,
+  ErrorResponse,
+  ExtractRequest,
+  ExtractResponse,
+  HealthResponse,
+  RecognizeRequest,
+  RecognizeResponse,
+  VerifyRequest,
+  VerifyResponse,
+  type DetectBody,
+} from './schemas.js';
+import { FaceRecogError } from '../errors.js';
+
+export interface RouteDeps {
+  config: Config;
+  scheduler: InferenceScheduler;
+  /** The pipeline; throws `not_ready` while the models load. */
+  pipeline: () => InferencePipeline;
+  gallery: () => Gallery | null;
+  health: HealthSources;
+}
+
+// JSON quoting, field names and a data-URL prefix around the base64 text.
+const BODY_OVERHEAD_BYTES = 64 * 1024;
+
+const base64Length = (bytes: number): number => 4 * Math.ceil(bytes / 3);
+
+/** Body limits that let through exactly the images MAX_IMAGE_BYTES allows. */
+export function bodyLimits(maxImageBytes: number): { single: number; pair: number } {
+  return {
+    single: base64Length(maxImageBytes) + BODY_OVERHEAD_BYTES,
+    pair: 2 * base64Length(maxImageBytes) + BODY_OVERHEAD_BYTES,
+  };
+}
+
+function detectParams(body: DetectBody): DetectParams {
+  return { detectSize: body.detect_size, scoreThreshold: body.score_threshold, nmsThreshold: body.nms_threshold };
+}
+
+const errors = { '4xx': ErrorResponse, '5xx': ErrorResponse };
+const security: Record<string, string[]>[] = [{ bearer: [] }, { apiKey: [] }];
+
+export async function apiRoutes(parent: FastifyInstance, deps: RouteDeps): Promise<void> {
+  const app = parent.withTypeProvider<TypeBoxTypeProvider>();
+  const { config, scheduler, pipeline } = deps;
+  const limits = bodyLimits(config.limits.maxImageBytes);
+  const defaultThreshold = (): number => config.matchThreshold ?? pipeline().engine.recognizer.defaultThreshold;
+
+  // Refused before the body is read, so a flood of requests costs neither memory nor CPU.
+  const admit: onRequestHookHandler = async () => {
+    pipeline();
+    if (scheduler.saturated) {
+      throw new FaceRecogError('overloaded', `the service is busy (${scheduler.depth()} requests waiting); retry later`, {
+        retryAfterS: scheduler.retryAfterS,
+      });
+    }
+  };
+  const inference = <S extends FastifySchema>(summary: string, schema: S, bodyLimit: number) => ({
+    onRequest: admit,
+    bodyLimit,
+    schema: { tags: ['faces'], summary, security, ...schema },
+  });
+
+  app.post(
+    '/api/v1/detect',
+    inference('Detect faces', { body: DetectRequest, response: { 200: DetectResponse, ...errors } }, limits.single),
+    async (request) => {
+      const faces = await pipeline().detect(request.body.image, detectParams(request.body), new Deadline(config.inference.timeoutMs));
+      return { faces: faces.map(faceView), count: faces.length };
+    },
+  );
+
+  for (const [url, alias] of [['/api/v1/extract-features', false], ['/api/v1/extract', true]] as const) {
+    app.post(
+      url,
+      inference(
+        alias ? 'Extract features (alias of /api/v1/extract-features)' : 'Extract the feature vector of the most confident face',
+        { body: ExtractRequest, response: { 200: ExtractResponse, ...errors }, deprecated: alias },
+        limits.single,
+      ),
+      async (request) => {
+        const current = pipeline();
+        const deadline = new Deadline(config.inference.timeoutMs);
+        const analysis = await current.analyze(request.body.image, detectParams(request.body), 1, deadline);
+        const face = analysis.faces[0];
+        return {
+          feature_vector: face ? Array.from(analysis.embeddings[0]) : null,
+          face_detected: face !== undefined,
+          dimension: current.engine.recognizer.dimension,
+          model: current.engine.recognizer.name,
+          bbox: face ? faceView(face).bbox : null,
+        };
+      },
+    );
+  }
+
+  app.post(
+    '/api/v1/recognize',
+    inference(
+      'Recognize visitors: every face with its best visitor; top-level fields for the most confident face',
+      { body: RecognizeRequest, response: { 200: RecognizeResponse, ...errors } },
+      limits.single,
+    ),
+    async (request) => {
+      const current = pipeline();
+      const threshold = request.body.threshold ?? defaultThreshold();
+      const deadline = new Deadline(config.inference.timeoutMs);
+      const analysis = await current.analyze(request.body.image, detectParams(request.body), config.limits.maxFaces, deadline);
+      const faces = await recognizeFaces(analysis, deps.gallery(), threshold, (search) => current.timeSearch(search));
+      const top = faces[0];
+      return {
+        visitor_id: top?.visitor_id ?? null,
+        confidence: top?.similarity ?? null,
+        matched: top?.matched ?? false,
+        face_detected: top !== undefined,
+        threshold,
+        faces,
+      };
+    },
+  );
+
+  app.post(
+    '/api/v1/verify',
+    inference(
+      'Verify: are the most confident faces of two images the same person?',
+      { body: VerifyRequest, response: { 200: VerifyResponse, ...errors } },
+      limits.pair,
+    ),
+    async (request) => {
+      const threshold = request.body.threshold ?? defaultThreshold();
+      const deadline = new Deadline(config.inference.timeoutMs);
+      const [first, second] = await pipeline().analyzePair([request.body.image1, request.body.image2], deadline);
+      const similarity = first && second ? cosineSimilarity(first.embedding, second.embedding) : null;
+      return {
+        similarity,
+        matched: similarity !== null && similarity >= threshold,
+        threshold,
+        face_detected: [first !== null, second !== null],
+      };
+    },
+  );
+
+  app.get(
+    '/health',
+    { schema: { tags: ['service'], summary: 'Service health', response: { 200: HealthResponse, 503: HealthResponse } } },
+    async (_request, reply) => {
+      const { statusCode, body } = healthReport(deps.health);
+      return reply.code(statusCode).send(body);
+    },
+  );
+}
