@@ -1,0 +1,181 @@
+// The one module that talks to PostgreSQL. Everything else in the gallery asks through it, so the
+// difference between "the database is away" (503, retry later) and "this query is wrong" (a bug)
+// is decided in one place.
+import pg from 'pg';
+import type { Logger } from 'pino';
+import { FaceRecogError } from '../errors.js';
+
+/** Seconds a client is told to wait after the database could not be reached. */
+export const DATABASE_RETRY_AFTER_S = 5;
+
+const CONNECT_TIMEOUT_MS = 5_000;
+const QUERY_TIMEOUT_MS = 60_000;
+const MAX_CONNECTIONS = 4;
+
+// SQLSTATE classes that mean "the database cannot be used right now", not "the query is wrong":
+// 08 connection exception, 28 invalid authorization, 3D unknown database, 53 insufficient
+// resources, 57 operator intervention (shutdown, restart).
+const UNAVAILABLE_CLASSES = new Set(['08', '28', '3D', '53', '57']);
+const SQLSTATE = /^[0-9A-Z]{5}$/;
+
+export type Row = Record<string, unknown>;
+
+export interface Queryable {
+  query<R extends object = Row>(sql: string, values?: unknown[]): Promise<R[]>;
+}
+
+export interface Listener {
+  close(): Promise<void>;
+}
+
+/** The SQLSTATE of a failed query (e.g. '42P01' undefined table), if the server sent one. */
+export function sqlState(error: unknown): string | undefined {
+  const source = error instanceof FaceRecogError ? error.cause : error;
+  const code = (source as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' && SQLSTATE.test(code) ? code : undefined;
+}
+
+/** A double-quoted identifier, safe to splice into SQL whatever it contains. */
+export function quoteIdentifier(name: string): string {
+  return pg.escapeIdentifier(name);
+}
+
+function isUnavailable(error: unknown): boolean {
+  const code = sqlState(error);
+  // No SQLSTATE: the socket failed, timed out, or the pool was closed under us.
+  return code === undefined || UNAVAILABLE_CLASSES.has(code.slice(0, 2));
+}
+
+function firstLine(error: unknown): string {
+  const message = error instanceof Error ? error.message || (error as { code?: string }).code || error.name : String(error);
+  return message.split('\n')[0].slice(0, 300);
+}
+
+/** A pg failure as a FaceRecogError: gallery_unavailable when the database is away, internal otherwise. */
+export function databaseError(error: unknown): FaceRecogError {
+  if (error instanceof FaceRecogError) return error;
+  if (isUnavailable(error)) {
+    return new FaceRecogError('gallery_unavailable', `the visitor database is unavailable: ${firstLine(error)}`, {
+      retryAfterS: DATABASE_RETRY_AFTER_S,
+      cause: error,
+    });
+  }
+  return new FaceRecogError('internal', `a gallery query failed: ${firstLine(error)}`, { cause: error });
+}
+
+/** The URL without its password, for log lines. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '(unparsable DATABASE_URL)';
+  }
+}
+
+async function run<R extends object>(client: pg.Pool | pg.PoolClient, sql: string, values?: unknown[]): Promise<R[]> {
+  try {
+    return (await client.query(sql, values)).rows as R[];
+  } catch (error) {
+    throw databaseError(error);
+  }
+}
+
+export class Database implements Queryable {
+  readonly url: string;
+  private readonly pool: pg.Pool;
+  private readonly logger: Logger;
+
+  constructor(url: string, logger: Logger) {
+    this.url = url;
+    this.logger = logger;
+    this.pool = new pg.Pool({
+      connectionString: url,
+      max: MAX_CONNECTIONS,
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      query_timeout: QUERY_TIMEOUT_MS,
+      idleTimeoutMillis: 30_000,
+      keepAlive: true,
+      application_name: 'face-recog',
+    });
+    // An idle client losing its connection (database restart) must not crash the process; the
+    // pool drops it and the next query reconnects.
+    this.pool.on('error', (error) => this.logger.debug({ err: firstLine(error) }, 'idle database connection lost'));
+  }
+
+  query<R extends object = Row>(sql: string, values?: unknown[]): Promise<R[]> {
+    return run<R>(this.pool, sql, values);
+  }
+
+  /** Runs `work` in one transaction on one connection; rolls back if it throws. */
+  async transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (error) {
+      throw databaseError(error);
+    }
+    const tx: Queryable = { query: (sql, values) => run(client, sql, values) };
+    let failure: unknown;
+    try {
+      await tx.query('BEGIN');
+      const result = await work(tx);
+      await tx.query('COMMIT');
+      return result;
+    } catch (error) {
+      failure = error;
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      // A connection that failed mid-transaction is not given back to the pool.
+      client.release(failure instanceof FaceRecogError && failure.code === 'gallery_unavailable' ? (failure as Error) : undefined);
+    }
+  }
+
+  async ping(): Promise<void> {
+    await this.query('SELECT 1');
+  }
+
+  /**
+   * LISTEN on `channel` over a dedicated connection. `onLost` is called once when that
+   * connection ends; listen again to resume.
+   */
+  async listen(channel: string, onNotify: (payload: string) => void, onLost: (error: FaceRecogError) => void): Promise<Listener> {
+    const client = new pg.Client({
+      connectionString: this.url,
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      keepAlive: true,
+      application_name: 'face-recog-listen',
+    });
+    let closing = false;
+    let lost = false;
+    const lose = (error?: unknown) => {
+      if (closing || lost) return;
+      lost = true;
+      onLost(databaseError(error ?? new Error('notification connection ended')));
+      client.end().catch(() => undefined);
+    };
+    client.on('error', lose);
+    client.on('end', () => lose());
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${quoteIdentifier(channel)}`);
+    } catch (error) {
+      closing = true;
+      await client.end().catch(() => undefined);
+      throw databaseError(error);
+    }
+    client.on('notification', (message) => onNotify(message.payload ?? ''));
+    return {
+      close: async () => {
+        closing = true;
+        await client.end().catch(() => undefined);
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end().catch(() => undefined);
+  }
+}

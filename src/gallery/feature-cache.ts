@@ -1,0 +1,188 @@
+// The feature cache: our own table of what the recognizer made of each stored image, so an image
+// is extracted once per model, not on every recognition (the guide's on-the-fly design).
+import type { Database, Queryable } from './db.js';
+import { FEATURES_TABLE } from './migrations.js';
+import type { SourceRow, SourceTable } from './sources.js';
+
+export type FaceBox = [number, number, number, number];
+
+/** What extraction made of one stored image. */
+export type Outcome =
+  | { status: 'ok'; embedding: Float32Array; box: FaceBox; score: number }
+  | { status: 'failed'; reason: string };
+
+export interface CachedFeature {
+  id: number;
+  /** Null for synthetic rows (benchmarks), which stand for no stored image. */
+  source: SourceRow | null;
+  visitorId: string;
+  /** Null when the image yielded no face. */
+  embedding: Float32Array | null;
+}
+
+export interface NewFeature {
+  row: SourceRow;
+  digest: Buffer;
+  outcome: Outcome;
+}
+
+export interface CacheCounts {
+  model: string;
+  ok: number;
+  failed: number;
+  synthetic: number;
+}
+
+const LOAD_PAGE = 20_000;
+const MAX_REASON = 300;
+
+/** float32, little-endian, as stored in `embedding`. */
+export function encodeEmbedding(vector: Float32Array): Buffer {
+  return Buffer.from(vector.buffer, vector.byteOffset, vector.byteLength);
+}
+
+export function decodeEmbedding(bytes: Buffer): Float32Array {
+  const vector = new Float32Array(bytes.byteLength / 4);
+  new Uint8Array(vector.buffer).set(bytes);
+  return vector;
+}
+
+interface FeatureRow {
+  id: string;
+  source_table: SourceTable | 'synthetic';
+  source_ctid: string | null;
+  source_xmin: string | null;
+  visitor_id: string;
+  embedding: Buffer | null;
+}
+
+export class FeatureCache {
+  private readonly db: Database;
+  readonly model: string;
+
+  constructor(db: Database, model: string) {
+    this.db = db;
+    this.model = model;
+  }
+
+  /** Every cached row of this model, in pages, oldest first. Rows of other models are ignored. */
+  async load(onPage: (features: CachedFeature[]) => Promise<void>): Promise<void> {
+    for (let after = 0; ; ) {
+      const rows = await this.db.query<FeatureRow>(
+        `SELECT id::text AS id, source_table, source_ctid::text AS source_ctid, source_xmin::text AS source_xmin, visitor_id, embedding
+           FROM ${FEATURES_TABLE} WHERE model = $1 AND id > $2 ORDER BY id LIMIT ${LOAD_PAGE}`,
+        [this.model, after],
+      );
+      if (rows.length === 0) return;
+      after = Number(rows[rows.length - 1].id);
+      await onPage(rows.map(cachedFeature));
+      if (rows.length < LOAD_PAGE) return;
+    }
+  }
+
+  /** Outcomes already known for these image digests (any row identity), by hex digest. */
+  async findByDigest(digests: Buffer[]): Promise<Map<string, Outcome>> {
+    if (digests.length === 0) return new Map();
+    const rows = await this.db.query<{ digest: Buffer; status: 'ok' | 'failed'; reason: string | null; embedding: Buffer | null; box: number[] | null; score: number | null }>(
+      `SELECT DISTINCT ON (image_sha256) image_sha256 AS digest, status, reason, embedding, box, score
+         FROM ${FEATURES_TABLE} WHERE model = $1 AND image_sha256 = ANY ($2::bytea[])
+        ORDER BY image_sha256, id DESC`,
+      [this.model, digests],
+    );
+    return new Map(
+      rows.map((r) => [
+        r.digest.toString('hex'),
+        r.status === 'ok'
+          ? { status: 'ok', embedding: decodeEmbedding(r.embedding!), box: r.box as FaceBox, score: r.score ?? 0 }
+          : { status: 'failed', reason: r.reason ?? 'failed' },
+      ]),
+    );
+  }
+
+  /** Records outcomes (replacing what was cached for the same row slot); returns their ids in order. */
+  async save(features: NewFeature[]): Promise<number[]> {
+    if (features.length === 0) return [];
+    const ok = features.map((f) => (f.outcome.status === 'ok' ? f.outcome : null));
+    const rows = await this.db.query<{ slot: string; id: string }>(
+      `INSERT INTO ${FEATURES_TABLE}
+              (model, source_table, source_ctid, source_xmin, visitor_id, image_sha256, status, reason, embedding, box, score)
+       SELECT $1, t, c, x, v, d, s, r, e, b::real[], sc
+         FROM unnest($2::text[], $3::tid[], $4::bigint[], $5::text[], $6::bytea[], $7::text[], $8::text[], $9::bytea[], $10::text[], $11::real[])
+              AS u(t, c, x, v, d, s, r, e, b, sc)
+       ON CONFLICT (model, source_table, source_ctid) WHERE source_ctid IS NOT NULL DO UPDATE SET
+              source_xmin = EXCLUDED.source_xmin, visitor_id = EXCLUDED.visitor_id, image_sha256 = EXCLUDED.image_sha256,
+              status = EXCLUDED.status, reason = EXCLUDED.reason, embedding = EXCLUDED.embedding, box = EXCLUDED.box,
+              score = EXCLUDED.score, updated_at = now()
+       RETURNING source_table || ':' || source_ctid::text AS slot, id::text AS id`,
+      [
+        this.model,
+        features.map((f) => f.row.table),
+        features.map((f) => f.row.ctid),
+        features.map((f) => f.row.xmin),
+        features.map((f) => f.row.visitorId),
+        features.map((f) => f.digest),
+        features.map((f) => f.outcome.status),
+        features.map((f) => (f.outcome.status === 'failed' ? f.outcome.reason.slice(0, MAX_REASON) : null)),
+        ok.map((o) => (o ? encodeEmbedding(o.embedding) : null)),
+        ok.map((o) => (o ? `{${o.box.join(',')}}` : null)),
+        ok.map((o) => o?.score ?? null),
+      ],
+    );
+    const ids = new Map(rows.map((r) => [r.slot, Number(r.id)]));
+    return features.map((f) => ids.get(`${f.row.table}:${f.row.ctid}`)!);
+  }
+
+  async remove(ids: number[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.db.query(`DELETE FROM ${FEATURES_TABLE} WHERE id = ANY ($1::bigint[])`, [ids]);
+  }
+
+  /** Which of these synthetic ids are still cached (synthetic rows have no source row to check). */
+  async existingSynthetic(ids: number[], db: Queryable = this.db): Promise<Set<number>> {
+    if (ids.length === 0) return new Set();
+    const rows = await db.query<{ id: string }>(
+      `SELECT id::text AS id FROM ${FEATURES_TABLE} WHERE id = ANY ($1::bigint[]) AND source_table = 'synthetic' AND model = $2`,
+      [ids, this.model],
+    );
+    return new Set(rows.map((r) => Number(r.id)));
+  }
+}
+
+function cachedFeature(row: FeatureRow): CachedFeature {
+  const source =
+    row.source_table === 'synthetic'
+      ? null
+      : { table: row.source_table, ctid: row.source_ctid!, xmin: Number(row.source_xmin), visitorId: row.visitor_id };
+  return { id: Number(row.id), source, visitorId: row.visitor_id, embedding: row.embedding ? decodeEmbedding(row.embedding) : null };
+}
+
+/** Rows per model and status, for `face-recog gallery status`. */
+export async function cacheCounts(db: Queryable): Promise<CacheCounts[]> {
+  const rows = await db.query<{ model: string; ok: string; failed: string; synthetic: string }>(
+    `SELECT model,
+            count(*) FILTER (WHERE status = 'ok' AND source_table <> 'synthetic')::text AS ok,
+            count(*) FILTER (WHERE status = 'failed')::text AS failed,
+            count(*) FILTER (WHERE source_table = 'synthetic')::text AS synthetic
+       FROM ${FEATURES_TABLE} GROUP BY model ORDER BY model`,
+  );
+  return rows.map((r) => ({ model: r.model, ok: Number(r.ok), failed: Number(r.failed), synthetic: Number(r.synthetic) }));
+}
+
+/** Adds synthetic rows (random faces for benchmarks) of the given embeddings; returns how many. */
+export async function insertSynthetic(db: Queryable, model: string, visitorIds: string[], embeddings: Float32Array[]): Promise<number> {
+  await db.query(
+    `INSERT INTO ${FEATURES_TABLE} (model, source_table, visitor_id, status, embedding)
+     SELECT $1, 'synthetic', v, 'ok', e FROM unnest($2::text[], $3::bytea[]) AS u(v, e)`,
+    [model, visitorIds, embeddings.map(encodeEmbedding)],
+  );
+  return visitorIds.length;
+}
+
+export async function removeSynthetic(db: Queryable, model: string | null): Promise<number> {
+  const rows = await db.query<{ n: string }>(
+    `WITH gone AS (DELETE FROM ${FEATURES_TABLE} WHERE source_table = 'synthetic' AND ($1::text IS NULL OR model = $1) RETURNING 1)
+     SELECT count(*)::text AS n FROM gone`,
+    [model],
+  );
+  return Number(rows[0].n);
+}
