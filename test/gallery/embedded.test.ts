@@ -1,0 +1,71 @@
+// DATABASE_URL unset: the gallery keeps its own PostgreSQL under DATA_DIR, with the guide's
+// tables, joined (not started twice) by a second process, and persistent across restarts.
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Database } from '../../src/gallery/db.js';
+import { startEmbeddedPostgres } from '../../src/gallery/embedded.js';
+import { fixturesMissing } from '../helpers/fixtures.js';
+import { base64Of, embeddingOf, engineExtractor, logger, openGallery, waitFor } from './helpers.js';
+
+describe.skipIf(fixturesMissing)('embedded PostgreSQL', () => {
+  let dataDir: string;
+
+  beforeAll(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'face-recog-embedded-'));
+  });
+
+  afterAll(async () => {
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('serves the gallery with the guide tables, joined by a second process, persistent across restarts', async () => {
+    const counting = await engineExtractor();
+    const gallery = await openGallery(null, counting.extractor, { dataDir });
+    try {
+      await gallery.ready;
+      expect(gallery.status()).toMatchObject({ database: 'up', faces: 0, error: null });
+      expect(existsSync(join(dataDir, 'postgres', 'PG_VERSION'))).toBe(true);
+
+      // The CLI, while the server runs: joins the same postmaster instead of starting another.
+      const joined = await startEmbeddedPostgres({ dataDir, logger });
+      expect(joined.owner).toBe(false);
+      const db = new Database(joined.url, logger);
+      try {
+        const columns = await db.query<{ table_name: string; column_name: string }>(
+          `SELECT table_name, column_name FROM information_schema.columns
+            WHERE table_name IN ('visitors', 'visitor_images') ORDER BY table_name, ordinal_position`,
+        );
+        expect(columns.map((c) => `${c.table_name}.${c.column_name}`)).toEqual([
+          'visitor_images.id',
+          'visitor_images.visitor_id',
+          'visitor_images.base64image',
+          'visitors.visitor_id',
+          'visitors.base64image',
+        ]);
+        await db.query(`INSERT INTO visitors VALUES ('obama', $1)`, [base64Of('faces/obama/1.jpg')]);
+      } finally {
+        await db.close();
+      }
+      const query = await embeddingOf('faces/obama/2.jpg');
+      await waitFor('obama to be recognised', async () => ((await gallery.search([query]))[0]?.visitorId === 'obama' ? true : undefined), 2_000);
+    } finally {
+      await gallery.close();
+    }
+    // The gallery started the postmaster, so closing it stopped it.
+    expect(existsSync(join(dataDir, 'postgres', 'postmaster.pid'))).toBe(false);
+
+    const again = await engineExtractor();
+    const reopened = await openGallery(null, again.extractor, { dataDir });
+    try {
+      await reopened.ready;
+      expect(reopened.status()).toMatchObject({ database: 'up', faces: 1, visitors: 1 });
+      expect(again.calls).toEqual([]);
+      expect((await reopened.search([await embeddingOf('faces/obama/3.jpg')]))[0]?.visitorId).toBe('obama');
+    } finally {
+      await reopened.close();
+    }
+  });
+});

@@ -1,0 +1,121 @@
+// Reading the visitor backend's tables: whichever exist, however the image column is spelt, and
+// a change check that notices every insert, update and delete without reading an image.
+import { createHash } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Database } from '../../src/gallery/db.js';
+import { migrate } from '../../src/gallery/migrations.js';
+import {
+  digestSourceRows,
+  existingRowVersions,
+  fetchSourceImages,
+  introspectSources,
+  listSourceRows,
+  rowVersionKey,
+  sourceFingerprint,
+  sourceOids,
+} from '../../src/gallery/sources.js';
+import { startTestPostgres, type TestPostgres } from './helpers.js';
+
+describe('visitor tables', () => {
+  let pg: TestPostgres;
+  let db: Database;
+
+  beforeAll(async () => {
+    pg = await startTestPostgres();
+    ({ db } = await pg.database('sources'));
+  });
+
+  afterAll(async () => {
+    await pg?.destroy();
+  });
+
+  it('finds neither table in an empty database', async () => {
+    const { sources, problems } = await introspectSources(db);
+    expect(sources).toEqual([]);
+    expect(problems).toEqual([]);
+    expect(sourceOids(sources)).toBe('/');
+    expect((await sourceFingerprint(db, sources)).tables).toBe('/');
+  });
+
+  it('reads the quoted camel-case column and the unquoted one', async () => {
+    await db.query(`CREATE TABLE visitors (visitor_id text PRIMARY KEY, "base64Image" text)`);
+    await db.query(`CREATE TABLE visitor_images (id serial, visitor_id text, base64image varchar)`);
+    const { sources } = await introspectSources(db);
+    expect(sources.map((s) => [s.table, s.imageColumnName, s.imageColumn, s.relation])).toEqual([
+      ['visitors', 'base64Image', '"base64Image"', '"public"."visitors"'],
+      ['visitor_images', 'base64image', '"base64image"', '"public"."visitor_images"'],
+    ]);
+    expect((await sourceFingerprint(db, sources)).tables).toBe(sourceOids(sources));
+  });
+
+  it('lists rows holding an image without reading them, and digests and fetches them by row', async () => {
+    const { sources } = await introspectSources(db);
+    const [visitors, images] = sources;
+    await db.query(`INSERT INTO visitors VALUES ('a', 'aW1hZ2UtYQ=='), ('b', NULL), ('c', 'data:image/png;base64,aW1hZ2UtYw==')`);
+    await db.query(`INSERT INTO visitor_images (visitor_id, base64image) VALUES ('a', 'aW1hZ2UtYTI='), (NULL, 'aW1hZ2UteA==')`);
+    const rows = await listSourceRows(db, visitors);
+    expect(rows.map((r) => r.visitorId).sort()).toEqual(['a', 'c']);
+    expect(rows.every((r) => /^\(\d+,\d+\)$/.test(r.ctid) && r.xmin > 0)).toBe(true);
+    expect((await listSourceRows(db, images)).map((r) => r.visitorId)).toEqual(['a']);
+
+    const digested = await digestSourceRows(db, visitors, rows.map((r) => r.ctid));
+    const fetched = await fetchSourceImages(db, visitors, rows.map((r) => r.ctid));
+    for (const row of digested) {
+      const image = fetched.find((f) => f.ctid === row.ctid)!.image;
+      expect(row.digest.toString('hex')).toBe(createHash('sha256').update(image).digest('hex'));
+    }
+    expect(fetched.map((f) => f.image).sort()).toEqual(['aW1hZ2UtYQ==', 'data:image/png;base64,aW1hZ2UtYw==']);
+  });
+
+  it('changes its fingerprint on every insert, update and delete, and not otherwise', async () => {
+    const { sources } = await introspectSources(db);
+    const fingerprint = async () => (await sourceFingerprint(db, sources)).rows;
+    const start = await fingerprint();
+    await db.query(`SELECT * FROM visitors`);
+    expect(await fingerprint()).toBe(start);
+    await db.query(`INSERT INTO visitor_images (visitor_id, base64image) VALUES ('d', 'ZA==')`);
+    const afterInsert = await fingerprint();
+    expect(afterInsert).not.toBe(start);
+    await db.query(`UPDATE visitors SET "base64Image" = 'Yg==' WHERE visitor_id = 'b'`);
+    const afterUpdate = await fingerprint();
+    expect(afterUpdate).not.toBe(afterInsert);
+    await db.query(`UPDATE visitors SET "base64Image" = 'Yi0y' WHERE visitor_id = 'b'`);
+    const afterSecondUpdate = await fingerprint();
+    expect(afterSecondUpdate).not.toBe(afterUpdate);
+    await db.query(`DELETE FROM visitor_images WHERE visitor_id = 'd'`);
+    expect(await fingerprint()).not.toBe(afterSecondUpdate);
+  });
+
+  it('confirms row versions: gone after a delete or update, present otherwise', async () => {
+    const { sources } = await introspectSources(db);
+    const rows = (await Promise.all(sources.map((s) => listSourceRows(db, s)))).flat();
+    expect(await existingRowVersions(db, sources, rows)).toEqual(new Set(rows.map(rowVersionKey)));
+    await db.query(`DELETE FROM visitors WHERE visitor_id = 'a'`);
+    await db.query(`UPDATE visitor_images SET base64image = 'bmV3' WHERE visitor_id = 'a'`);
+    const alive = await existingRowVersions(db, sources, rows);
+    const gone = rows.filter((r) => (r.table === 'visitors' && r.visitorId === 'a') || (r.table === 'visitor_images' && r.visitorId === 'a'));
+    expect(gone).toHaveLength(2);
+    expect(alive).toEqual(new Set(rows.filter((r) => !gone.includes(r)).map(rowVersionKey)));
+  });
+
+  it('notices a table being dropped and skips tables it cannot read', async () => {
+    const before = await introspectSources(db);
+    await db.query(`DROP TABLE visitor_images`);
+    expect((await sourceFingerprint(db, before.sources.filter((s) => s.table === 'visitors'))).tables).not.toBe(sourceOids(before.sources));
+    await db.query(`CREATE TABLE visitor_images (visitor_id text, base64image bytea)`);
+    const after = await introspectSources(db);
+    expect(after.sources.map((s) => s.table)).toEqual(['visitors']);
+    expect(after.problems).toEqual([expect.stringMatching(/visitor_images\.base64image is bytea, not text/)]);
+  });
+
+  it('applies its migrations once, even when two processes start together', async () => {
+    const { db: fresh } = await pg.database('migrations');
+    const [first, second] = await Promise.all([migrate(fresh), migrate(fresh)]);
+    expect([first, second].sort((a, b) => b.length - a.length)).toEqual([[1], []]);
+    expect(await migrate(fresh)).toEqual([]);
+    const tables = await fresh.query<{ table_name: string }>(
+      `SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'face_recog_%' ORDER BY table_name`,
+    );
+    expect(tables.map((t) => t.table_name)).toEqual(['face_recog_features', 'face_recog_migrations']);
+  });
+});
