@@ -76,6 +76,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   if (config.corsOrigins.length > 0) {
     await app.register(cors, { origin: config.corsOrigins, methods: ['GET', 'POST'], maxAge: 600 });
   }
+  // Before auth: its hooks mark upgrade requests, so that a refused handshake's socket is closed.
+  const hub = new RealtimeHub({ config, pipeline, gallery: deps.gallery, defaultThreshold, metrics });
+  app.decorate('realtime', hub);
+  await app.register(websocket, {
+    options: { maxPayload: config.ws.maxMessageBytes },
+    preClose: () => hub.shutdown(),
+  });
   installAuth(app, new ApiKeys(config.auth.apiKeys));
   if (config.rateLimitPerMinute > 0) {
     await app.register(rateLimit, {
@@ -91,13 +98,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   }
 
   await installOpenApi(app, deps.version ?? '0.0.0');
-
-  const hub = new RealtimeHub({ config, pipeline, gallery: deps.gallery, defaultThreshold, metrics });
-  app.decorate('realtime', hub);
-  await app.register(websocket, {
-    options: { maxPayload: config.ws.maxMessageBytes },
-    preClose: () => hub.shutdown(),
-  });
 
   await app.register(apiRoutes, {
     config,

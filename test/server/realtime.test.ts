@@ -1,0 +1,220 @@
+// WebSocket /ws/realtime over a real socket with a ws client: results, errors, dropped frames,
+// auth, limits and heartbeats.
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { fixturesMissing } from '../helpers/fixtures.js';
+import { MemoryGallery } from './helpers/memory-gallery.js';
+import { base64Of, holdSlot, startServer, type TestServer } from './helpers/server.js';
+
+const FRAME = 'hard/obama_240p.jpg';
+
+/** A client that keeps every message it receives, in order. */
+class Client {
+  readonly socket: WebSocket;
+  readonly messages: any[] = [];
+  readonly opened: Promise<void>;
+  readonly closed: Promise<{ code: number; reason: string }>;
+  private waiters: (() => void)[] = [];
+
+  constructor(url: string, options: WebSocket.ClientOptions = {}) {
+    this.socket = new WebSocket(url, options);
+    this.opened = new Promise((resolve, reject) => {
+      this.socket.once('open', () => resolve());
+      this.socket.once('error', reject);
+      this.socket.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+    });
+    this.closed = new Promise((resolve) => this.socket.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    this.socket.on('message', (data) => {
+      this.messages.push(JSON.parse(data.toString()));
+      this.waiters.splice(0).forEach((w) => w());
+    });
+  }
+
+  send(message: unknown): void {
+    this.socket.send(typeof message === 'string' ? message : JSON.stringify(message));
+  }
+
+  /** Resolves with all messages once `count` have arrived. */
+  async receive(count: number): Promise<any[]> {
+    while (this.messages.length < count) {
+      await new Promise<void>((resolve, reject) => {
+        this.waiters.push(resolve);
+        this.socket.once('close', () => reject(new Error(`closed after ${this.messages.length} of ${count} messages`)));
+      });
+    }
+    return this.messages.slice(0, count);
+  }
+}
+
+async function metricValue(server: TestServer, pattern: RegExp): Promise<number> {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  return Number(pattern.exec(text)?.[1] ?? 0);
+}
+
+describe.skipIf(fixturesMissing)('WebSocket /ws/realtime', () => {
+  let server: TestServer;
+  const clients: Client[] = [];
+  const connect = async (path = '/ws/realtime', options?: WebSocket.ClientOptions, target = server) => {
+    const client = new Client(`${target.wsUrl}${path}`, options);
+    clients.push(client);
+    await client.opened;
+    return client;
+  };
+
+  beforeAll(async () => {
+    const gallery = new MemoryGallery();
+    await gallery.enroll('obama', 'faces/obama/2.jpg');
+    server = await startServer({ gallery });
+  });
+  afterEach(() => {
+    clients.splice(0).forEach((c) => c.socket.terminate());
+  });
+  afterAll(() => server?.close());
+
+  it('answers a frame with every face, its visitor and the latency', async () => {
+    const client = await connect();
+    client.send({ type: 'frame', image: base64Of(FRAME), id: 'cam1-0001' });
+    const [results] = await client.receive(1);
+    expect(results).toMatchObject({ type: 'results', id: 'cam1-0001', count: 1 });
+    expect(results.faces[0]).toMatchObject({ visitor_id: 'obama', matched: true });
+    expect(Object.keys(results.faces[0]).sort()).toEqual(['bbox', 'confidence', 'landmarks', 'matched', 'similarity', 'visitor_id']);
+    expect(results.faces[0].similarity).toBeGreaterThan(0.45);
+    expect(results.latency_ms).toBeGreaterThan(0);
+  });
+
+  it('numbers frames that carry no id, and serves the misspelt alias path too', async () => {
+    const client = await connect('/ws/realtimetime');
+    client.send({ type: 'frame', image: base64Of('noface/coffee.jpg') });
+    const [results] = await client.receive(1);
+    expect(results).toEqual({ type: 'results', id: 1, faces: [], count: 0, latency_ms: expect.any(Number) });
+  });
+
+  it('answers bad messages with an error and keeps the connection open', async () => {
+    const client = await connect();
+    client.send('{not json');
+    client.send({ type: 'hello' });
+    client.send({ type: 'frame', id: 7 });
+    client.socket.send(Buffer.from([1, 2, 3]), { binary: true });
+    client.send({ type: 'frame', image: 'junk!', id: 8 });
+    client.send({ type: 'frame', image: base64Of(FRAME), id: 9 });
+    const messages = await client.receive(6);
+    expect(messages.slice(0, 5).map((m) => [m.type, m.code])).toEqual([
+      ['error', 'invalid_request'],
+      ['error', 'invalid_request'],
+      ['error', 'invalid_request'],
+      ['error', 'invalid_request'],
+      ['error', 'invalid_image'],
+    ]);
+    expect(messages[2].id).toBe(7);
+    expect(messages[4].id).toBe(8);
+    for (const m of messages.slice(0, 5)) expect(m.message.length).toBeGreaterThan(10);
+    expect(messages[5]).toMatchObject({ type: 'results', id: 9, count: 1 });
+    expect(client.socket.readyState).toBe(WebSocket.OPEN);
+  });
+
+  it('processes one frame at a time: the newest waiting frame wins and the skipped ones are reported', async () => {
+    const client = await connect();
+    const droppedBefore = await metricValue(server, /face_recog_ws_frames_total\{outcome="dropped"\} (\d+)/);
+    // Inference is busy elsewhere, so frame 1 waits for a slot while 2..5 arrive.
+    const busy = holdSlot(server.scheduler);
+    for (let id = 1; id <= 5; id++) client.send({ type: 'frame', image: base64Of(FRAME), id });
+    for (let tries = 0; tries < 500; tries++) {
+      if ((await metricValue(server, /face_recog_ws_frames_total\{outcome="dropped"\} (\d+)/)) - droppedBefore === 3) break;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    busy.release();
+    const messages = await client.receive(3);
+    expect(messages.map((m) => m.type)).toEqual(['results', 'dropped', 'results']);
+    expect(messages[0].id).toBe(1);
+    expect(messages[1].ids).toEqual([2, 3, 4]);
+    expect(messages[2].id).toBe(5);
+    expect(messages[2].count).toBe(1);
+  });
+
+  it('keeps connections independent: each gets answers for its own frames', async () => {
+    const cameras = await Promise.all([connect(), connect(), connect(), connect()]);
+    cameras.forEach((camera, i) => camera.send({ type: 'frame', image: base64Of(FRAME), id: `cam${i}` }));
+    const answers = await Promise.all(cameras.map((camera) => camera.receive(1)));
+    expect(answers.map(([m]) => m.id)).toEqual(['cam0', 'cam1', 'cam2', 'cam3']);
+    for (const [m] of answers) expect(m).toMatchObject({ type: 'results', count: 1 });
+  });
+
+  describe('limits', () => {
+    let limited: TestServer;
+    beforeAll(async () => {
+      limited = await startServer({ env: { WS_MAX_MESSAGE_BYTES: '2048', WS_MAX_CONNECTIONS: '2' } });
+    });
+    afterAll(() => limited?.close());
+
+    it('closes with 1009 when a message exceeds WS_MAX_MESSAGE_BYTES', async () => {
+      const client = await connect('/ws/realtime', {}, limited);
+      client.send({ type: 'frame', image: 'A'.repeat(4096) });
+      expect((await client.closed).code).toBe(1009);
+    });
+
+    it('refuses connections beyond WS_MAX_CONNECTIONS with 503', async () => {
+      await connect('/ws/realtime', {}, limited);
+      await connect('/ws/realtime', {}, limited);
+      await expect(connect('/ws/realtime', {}, limited)).rejects.toThrow('HTTP 503');
+    });
+  });
+
+  it('drops a peer that stops answering heartbeats and keeps the ones that answer', async () => {
+    const beating = await startServer({ env: { WS_HEARTBEAT_MS: '1000' } });
+    try {
+      const dead = await connect('/ws/realtime', { autoPong: false }, beating);
+      const alive = await connect('/ws/realtime', {}, beating);
+      const { code } = await dead.closed;
+      expect(code).toBe(1006); // terminated without a closing handshake
+      expect(alive.socket.readyState).toBe(WebSocket.OPEN);
+      alive.send({ type: 'frame', image: base64Of(FRAME) });
+      expect((await alive.receive(1))[0].type).toBe('results');
+      alive.socket.close();
+      await alive.closed;
+    } finally {
+      await beating.close();
+    }
+  });
+
+  describe('with API keys', () => {
+    let secured: TestServer;
+    beforeAll(async () => {
+      secured = await startServer({ env: { API_KEYS: 'camera-key' } });
+    });
+    afterAll(() => secured?.close());
+
+    it('refuses the handshake with 401 without a valid key', async () => {
+      await expect(connect('/ws/realtime', {}, secured)).rejects.toThrow('HTTP 401');
+      await expect(connect('/ws/realtime?api_key=wrong', {}, secured)).rejects.toThrow('HTTP 401');
+      await expect(connect('/ws/realtime', { headers: { authorization: 'Bearer wrong' } }, secured)).rejects.toThrow('HTTP 401');
+    });
+
+    it('closes the socket of a refused handshake instead of leaving it open', async () => {
+      const status = await new Promise<number>((resolve, reject) => {
+        const request = http.get(`${secured.url}/ws/realtime`, {
+          headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': randomBytes(16).toString('base64') },
+        });
+        request.on('upgrade', () => reject(new Error('upgraded without a key')));
+        request.on('response', (response) => {
+          response.resume();
+          response.socket.once('close', () => resolve(response.statusCode ?? 0));
+        });
+      });
+      expect(status).toBe(401);
+    });
+
+    it('accepts the key as a Bearer token, an X-API-Key header or ?api_key=', async () => {
+      const variants = [
+        connect('/ws/realtime', { headers: { authorization: 'Bearer camera-key' } }, secured),
+        connect('/ws/realtime', { headers: { 'x-api-key': 'camera-key' } }, secured),
+        connect('/ws/realtime?api_key=camera-key', {}, secured),
+      ];
+      for (const client of await Promise.all(variants)) {
+        client.send({ type: 'frame', image: base64Of(FRAME) });
+        expect((await client.receive(1))[0].type).toBe('results');
+      }
+    });
+  });
+});

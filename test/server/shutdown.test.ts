@@ -1,0 +1,74 @@
+// Graceful shutdown: work in flight is finished, new connections are refused, sockets are closed
+// with 1001 after their last answer.
+import http from 'node:http';
+import { describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { fixturesMissing } from '../helpers/fixtures.js';
+import { base64Of, holdSlot, startServer, type TestServer } from './helpers/server.js';
+
+const IMAGE = 'hard/obama_240p.jpg';
+
+/** POST over a fresh TCP connection (no pooled keep-alive socket to hide a refusal). */
+function postFresh(server: TestServer, path: string, body: unknown): Promise<{ status: number; body: any }> {
+  const { port } = new URL(server.url);
+  return new Promise((resolve, reject) => {
+    const request = http.request(
+      { host: '127.0.0.1', port, path, method: 'POST', agent: false, headers: { 'content-type': 'application/json' } },
+      (response) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk) => (text += chunk));
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, body: JSON.parse(text) }));
+      },
+    );
+    request.on('error', reject);
+    request.end(JSON.stringify(body));
+  });
+}
+
+async function until(condition: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 1000; i++) {
+    if (condition()) return;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  throw new Error(`gave up waiting for ${what}`);
+}
+
+describe.skipIf(fixturesMissing)('graceful shutdown', () => {
+  it('finishes the request in flight and refuses new connections', async () => {
+    const server = await startServer();
+    const busy = holdSlot(server.scheduler);
+    const inFlight = postFresh(server, '/api/v1/detect', { image: base64Of(IMAGE) });
+    await until(() => server.scheduler.depth() === 1, 'the request to be queued');
+
+    const closing = server.close();
+    await until(() => !server.app.server.listening, 'the listener to close');
+    const refused = await postFresh(server, '/health', {}).catch((error: NodeJS.ErrnoException) => error);
+    expect(refused).toMatchObject({ code: 'ECONNREFUSED' });
+
+    busy.release();
+    const answer = await inFlight;
+    expect(answer.status).toBe(200);
+    expect(answer.body.count).toBe(1);
+    await closing;
+  });
+
+  it('answers the frame in progress, then closes WebSockets with 1001', async () => {
+    const server = await startServer();
+    const client = new WebSocket(`${server.wsUrl}/ws/realtime`);
+    await new Promise((resolve, reject) => client.once('open', resolve).once('error', reject));
+    const messages: any[] = [];
+    client.on('message', (data) => messages.push(JSON.parse(data.toString())));
+    const closed = new Promise<number>((resolve) => client.once('close', (code) => resolve(code)));
+
+    const busy = holdSlot(server.scheduler);
+    client.send(JSON.stringify({ type: 'frame', image: base64Of(IMAGE), id: 'last' }));
+    await until(() => server.scheduler.depth() === 1, 'the frame to be queued');
+    const closing = server.close();
+    busy.release();
+
+    expect(await closed).toBe(1001);
+    expect(messages).toEqual([expect.objectContaining({ type: 'results', id: 'last', count: 1 })]);
+    await closing;
+  });
+});
