@@ -133,7 +133,7 @@ describe.skipIf(fixturesMissing)('service', () => {
     afterAll(() => server?.close());
 
     it('refuses /api/*, /metrics without a key or with a wrong one: 401 unauthorized', async () => {
-      for (const headers of [{}, { authorization: 'Bearer wrong' }, { 'x-api-key': `${KEY}x` }, { authorization: KEY }]) {
+      for (const headers of <Record<string, string>[]>[{}, { authorization: 'Bearer wrong' }, { 'x-api-key': `${KEY}x` }, { authorization: KEY }]) {
         const { status, body, headers: h } = await post(server, '/api/v1/detect', { image: base64Of(IMAGE) }, headers);
         expect(status).toBe(401);
         expect(body.error.code).toBe('unauthorized');
@@ -145,7 +145,7 @@ describe.skipIf(fixturesMissing)('service', () => {
     });
 
     it('accepts either configured key as a Bearer token or X-API-Key', async () => {
-      for (const headers of [{ authorization: `Bearer ${KEY}` }, { 'x-api-key': KEY }, { 'x-api-key': 'other-key' }]) {
+      for (const headers of <Record<string, string>[]>[{ authorization: `Bearer ${KEY}` }, { 'x-api-key': KEY }, { 'x-api-key': 'other-key' }]) {
         const { status, body } = await post(server, '/api/v1/detect', { image: base64Of(IMAGE) }, headers);
         expect(status).toBe(200);
         expect(body.count).toBe(1);
