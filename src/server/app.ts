@@ -39,6 +39,17 @@ declare module 'fastify' {
 }
 
 const MINUTE_MS = 60_000;
+const ORIGIN = /^https?:\/\/[a-z0-9.-]+(:\d{1,5})?$/i;
+
+/** CORS_ORIGINS as @fastify/cors takes it: exact origins, or "*" alone for any origin. */
+export function corsOrigin(origins: readonly string[]): string | string[] {
+  if (origins.length === 1 && origins[0] === '*') return '*';
+  const invalid = origins.filter((origin) => !ORIGIN.test(origin));
+  if (invalid.length > 0) {
+    throw new Error(`CORS_ORIGINS has ${invalid.map((o) => `'${o}'`).join(', ')}: expected origins like https://desk.example.com or http://localhost:3000 (no path), or * alone`);
+  }
+  return [...origins];
+}
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const { config, scheduler, metrics } = deps;
@@ -74,7 +85,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   // Before auth, so that browsers' preflights (which carry no credentials) are answered.
   if (config.corsOrigins.length > 0) {
-    await app.register(cors, { origin: config.corsOrigins, methods: ['GET', 'POST'], maxAge: 600 });
+    await app.register(cors, { origin: corsOrigin(config.corsOrigins), methods: ['GET', 'POST'], maxAge: 600 });
   }
   // Before auth: its hooks mark upgrade requests, so that a refused handshake's socket is closed.
   const hub = new RealtimeHub({ config, pipeline, gallery: deps.gallery, defaultThreshold, metrics });
@@ -107,6 +118,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     health: { engine: deps.engine, gallery: deps.gallery, scheduler, matchThreshold: config.matchThreshold, startedAt },
   });
   await app.register(realtimeRoutes, { hub });
+  await app.register(import('./web.js'));
 
   app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
     reply.header('content-type', metrics.registry.contentType);

@@ -227,6 +227,14 @@ describe.skipIf(fixturesMissing)('service', () => {
       const other = await preflight(server, 'https://evil.example');
       expect(other.headers.get('access-control-allow-origin')).toBeNull();
     });
+
+    it('refuses to start with a malformed origin, and takes * alone as any origin', async () => {
+      await expect(startServer({ env: { CORS_ORIGINS: 'https://desk.example/path' } })).rejects.toThrow('CORS_ORIGINS');
+      await expect(startServer({ env: { CORS_ORIGINS: 'desk.example' } })).rejects.toThrow('CORS_ORIGINS');
+      const open = await start({ env: { CORS_ORIGINS: '*' } });
+      const response = await preflight(open, 'https://anyone.example');
+      expect(response.headers.get('access-control-allow-origin')).toBe('*');
+    });
   });
 
   describe('backpressure', () => {
