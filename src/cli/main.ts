@@ -4,6 +4,9 @@ import { Command, CommanderError } from 'commander';
 import { FaceRecogError } from '../errors.js';
 import { ConfigError } from '../config.js';
 import { registerEngineCommands } from './commands/engine.js';
+import { registerVisitorsCommands } from './commands/visitors.js';
+import { registerGalleryCommands } from './commands/gallery.js';
+import { registerDbCommands } from './commands/db.js';
 
 const program = new Command('face-recog')
   .description('Face detection and recognition service (YuNet + SFace/MobileFaceNet on onnxruntime-node)')
@@ -11,6 +14,9 @@ const program = new Command('face-recog')
   .exitOverride();
 
 registerEngineCommands(program);
+registerVisitorsCommands(program);
+registerGalleryCommands(program);
+registerDbCommands(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -89,7 +89,10 @@ class PostgresGallery implements GalleryHandle {
         this.existingVersions(connection, rows),
         connection.cache.existingSynthetic(synthetic),
       ]);
-      return new Set(unique.filter((f) => (f.source ? versions.has(rowVersionKey(f.source)) : syntheticIds.has(f.featureId))));
+      const alive = new Set(unique.filter((f) => (f.source ? versions.has(rowVersionKey(f.source)) : syntheticIds.has(f.featureId))));
+      // No sync follows synthetic faces (they have no source row): a dropped one leaves here.
+      await this.catalog.remove(unique.filter((f) => !f.source && !alive.has(f)));
+      return alive;
     } catch (error) {
       if (error instanceof FaceRecogError && error.code === 'gallery_unavailable') this.sync.markDown(error);
       throw error;

@@ -13,6 +13,8 @@ export type SourceTable = (typeof SOURCE_TABLES)[number];
 /** pg_notify channel of the optional triggers (`face-recog db install-triggers`). */
 export const NOTIFY_CHANNEL = 'face_recog_gallery';
 export const NOTIFY_TRIGGER = 'face_recog_notify';
+/** NOTIFY payload telling a running gallery that the visitor tables' definition changed (triggers added or removed). */
+export const SCHEMA_CHANGED = 'schema';
 
 const TEXT_TYPES = new Set(['text', 'character varying', 'character']);
 
@@ -198,4 +200,10 @@ export async function existingRowVersions(db: Queryable, sources: Source[], rows
 
 export function rowVersionKey(row: { table: string; ctid: string; xmin: number }): string {
   return `${row.table}:${row.ctid}:${row.xmin}`;
+}
+
+/** How many rows of the table hold an image (for `face-recog gallery status`). */
+export async function countSourceRows(db: Queryable, source: Source): Promise<number> {
+  const [row] = await db.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${source.relation} WHERE ${rowsWithImage(source)}`);
+  return Number(row.n);
 }

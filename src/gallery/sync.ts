@@ -12,6 +12,7 @@ import type { CachedFeature, FeatureCache, NewFeature, Outcome } from './feature
 import { migrate } from './migrations.js';
 import {
   NOTIFY_CHANNEL,
+  SCHEMA_CHANGED,
   digestSourceRows,
   fetchSourceImages,
   introspectSources,
@@ -49,8 +50,6 @@ const DIGEST_CHUNK = 1_000;
 /** With the notify triggers on every table, polling is only a safety net. */
 const LISTENING_POLL_FACTOR = 10;
 const MAX_BACKOFF_MS = 5_000;
-/** NOTIFY payload telling a running gallery that the visitor tables' definition changed (triggers installed). */
-export const SCHEMA_CHANGED = 'schema';
 const PROGRESS_EVERY_MS = 5_000;
 /** Extractor failures that say something about the stored image, so retrying cannot help. */
 const IMAGE_ERRORS = new Set(['invalid_image', 'image_too_large', 'too_many_faces']);

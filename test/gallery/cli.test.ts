@@ -1,0 +1,179 @@
+// The gallery's commands, run as a user would, against the embedded PostgreSQL (DATABASE_URL
+// unset): import photos, synthetic faces, status, and the notify triggers with a running gallery.
+import { execFile } from 'node:child_process';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Command } from 'commander';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { registerDbCommands } from '../../src/cli/commands/db.js';
+import { registerGalleryCommands } from '../../src/cli/commands/gallery.js';
+import { registerVisitorsCommands } from '../../src/cli/commands/visitors.js';
+import { Database } from '../../src/gallery/db.js';
+import { startEmbeddedPostgres } from '../../src/gallery/embedded.js';
+import { decodeEmbedding } from '../../src/gallery/feature-cache.js';
+import type { GalleryHandle } from '../../src/gallery/index.js';
+import { fixturesMissing, REPO_ROOT, readTestdata, testdataPath } from '../helpers/fixtures.js';
+import { embeddingOf, engineExtractor, logger, openGallery, waitFor } from './helpers.js';
+
+/** Runs `face-recog <args>` in this process; returns what it printed. */
+async function cli(...args: string[]): Promise<string[]> {
+  const program = new Command('face-recog').exitOverride();
+  registerVisitorsCommands(program);
+  registerGalleryCommands(program);
+  registerDbCommands(program);
+  const lines: string[] = [];
+  const print = vi.spyOn(console, 'log').mockImplementation((...parts: unknown[]) => void lines.push(parts.join(' ')));
+  try {
+    await program.parseAsync(args, { from: 'user' });
+  } finally {
+    print.mockRestore();
+  }
+  return lines;
+}
+
+describe.skipIf(fixturesMissing)('face-recog visitors / gallery / db commands', () => {
+  let dataDir: string;
+  let photos: string;
+  let db: Database;
+  const env = { DATA_DIR: process.env.DATA_DIR, DATABASE_URL: process.env.DATABASE_URL };
+
+  beforeAll(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'face-recog-cli-'));
+    process.env.DATA_DIR = dataDir;
+    delete process.env.DATABASE_URL;
+    // A folder per visitor, and files named <visitor_id>.<ext> / <visitor_id>_<n>.<ext>.
+    photos = join(dataDir, 'photos');
+    await mkdir(join(photos, 'obama'), { recursive: true });
+    await copyFile(testdataPath('faces/obama/1.jpg'), join(photos, 'obama', '1.jpg'));
+    await copyFile(testdataPath('faces/obama/2.jpg'), join(photos, 'obama', '2.jpg'));
+    await copyFile(testdataPath('faces/biden/1.jpg'), join(photos, 'biden.jpg'));
+    await copyFile(testdataPath('faces/kit_harington/1.jpg'), join(photos, 'kit_1.jpg'));
+    await copyFile(testdataPath('faces/kit_harington/2.jpg'), join(photos, 'kit_2.jpg'));
+    await writeFile(join(photos, 'notes.txt'), 'not a photo');
+    await writeFile(join(photos, 'fake.png'), 'not a png either');
+  });
+
+  afterAll(async () => {
+    await db?.close();
+    process.env.DATA_DIR = env.DATA_DIR;
+    if (env.DATABASE_URL !== undefined) process.env.DATABASE_URL = env.DATABASE_URL;
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('imports a folder of photos as the visitor backend would store them', async () => {
+    const out = await cli('visitors', 'import', photos);
+    expect(out).toContain('obama: stored 1 in visitors, 1 in visitor_images');
+    expect(out).toContain('kit: stored 1 in visitors, 1 in visitor_images');
+    expect(out).toContain('biden: stored 1 in visitors, 0 in visitor_images');
+    expect(out.join('\n')).toMatch(/fake: stored 0 in visitors, 0 in visitor_images\n {2}skipped .*fake\.png: not a JPEG, PNG or WebP image/);
+    expect(out.join('\n')).toMatch(/ignored .*notes\.txt/);
+    expect(out[out.length - 1]).toMatch(/^stored 5 images of 3 visitors as base64 in postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:\d+\/postgres$/);
+
+    // Read the tables back through a connection of our own (joining the embedded server).
+    const server = await startEmbeddedPostgres({ dataDir, logger });
+    db = new Database(server.url, logger);
+    const main = await db.query<{ visitor_id: string; base64image: string }>(`SELECT visitor_id, base64image FROM visitors ORDER BY visitor_id`);
+    expect(main.map((r) => r.visitor_id)).toEqual(['biden', 'kit', 'obama']);
+    expect(Buffer.from(main[2].base64image, 'base64').equals(readTestdata('faces/obama/1.jpg'))).toBe(true);
+    const extra = await db.query<{ visitor_id: string; base64image: string }>(`SELECT visitor_id, base64image FROM visitor_images ORDER BY visitor_id`);
+    expect(extra.map((r) => r.visitor_id)).toEqual(['kit', 'obama']);
+    expect(Buffer.from(extra[1].base64image, 'base64').equals(readTestdata('faces/obama/2.jpg'))).toBe(true);
+  });
+
+  it('skips images already stored, and stores data URLs on request', async () => {
+    const again = await cli('visitors', 'import', photos);
+    expect(again.filter((l) => l.includes('already stored for this visitor'))).toHaveLength(5);
+    const more = join(dataDir, 'more');
+    await mkdir(more);
+    await copyFile(testdataPath('faces/obama/3.jpg'), join(more, 'obama_3.jpg'));
+    expect(await cli('visitors', 'import', '--data-url', more)).toContain('obama: stored 0 in visitors, 1 in visitor_images');
+    const [row] = await db.query<{ base64image: string }>(`SELECT base64image FROM visitor_images ORDER BY id DESC LIMIT 1`);
+    expect(row.base64image.startsWith('data:image/jpeg;base64,')).toBe(true);
+  });
+
+  it('fills the feature cache with synthetic unit vectors', async () => {
+    const out = await cli('gallery', 'synth', '--count', '3000', '--model', 'mobilefacenet');
+    expect(out[0]).toMatch(/^added 3000 synthetic 128-d faces for mobilefacenet in .*; 3000 synthetic faces in the cache for mobilefacenet$/);
+    const rows = await db.query<{ visitor_id: string; embedding: Buffer }>(
+      `SELECT visitor_id, embedding FROM face_recog_features WHERE source_table = 'synthetic' ORDER BY id LIMIT 50`,
+    );
+    expect(rows[0].visitor_id).toBe('synthetic-0');
+    for (const { embedding } of rows) {
+      const v = decodeEmbedding(embedding);
+      expect(v.length).toBe(128);
+      expect(Math.hypot(...v)).toBeCloseTo(1, 5);
+    }
+    await expect(cli('gallery', 'synth', '--count', '0')).rejects.toThrow(/positive integer/);
+  });
+
+  describe('with a gallery running', () => {
+    let gallery: GalleryHandle;
+    let syntheticFace: Float32Array;
+
+    beforeAll(async () => {
+      // Polls so rarely that only a notification can make it see a change quickly.
+      gallery = await openGallery(null, (await engineExtractor()).extractor, { dataDir, pollMs: 600_000 });
+      await gallery.ready;
+    });
+
+    afterAll(async () => {
+      await gallery?.close();
+    });
+
+    it('searches the synthetic faces with the imported ones', async () => {
+      expect(gallery.status()).toMatchObject({ database: 'up', faces: 3006, failed: 0 });
+      const [row] = await db.query<{ visitor_id: string; embedding: Buffer }>(
+        `SELECT visitor_id, embedding FROM face_recog_features WHERE source_table = 'synthetic' AND visitor_id = 'synthetic-1234'`,
+      );
+      syntheticFace = decodeEmbedding(row.embedding);
+      const [synthetic, obama] = await gallery.search([syntheticFace, await embeddingOf('faces/obama/4.jpg')]);
+      expect(synthetic).toMatchObject({ visitorId: 'synthetic-1234' });
+      expect(synthetic!.similarity).toBeCloseTo(1, 5);
+      expect(obama?.visitorId).toBe('obama');
+    });
+
+    it('installs notify triggers, after which a new image is recognised at once', async () => {
+      expect(await cli('db', 'install-triggers')).toEqual(['notify triggers installed on public.visitors, public.visitor_images']);
+      const status = await cli('gallery', 'status');
+      expect(status).toContain('visitors: 3 rows with an image (column base64image), notify trigger installed');
+      expect(status).toContain('visitor_images: 3 rows with an image (column base64image), notify trigger installed');
+      expect(status).toContain('feature cache, mobilefacenet: 6 faces, 0 failed images, 3000 synthetic faces');
+
+      const rose = join(dataDir, 'rose');
+      await mkdir(rose);
+      await copyFile(testdataPath('faces/rose_leslie/1.jpg'), join(rose, 'rose.jpg'));
+      await cli('visitors', 'import', rose);
+      const query = await embeddingOf('faces/rose_leslie/2.jpg');
+      const match = await waitFor('rose to be recognised', async () => {
+        const [m] = await gallery.search([query]);
+        return m?.visitorId === 'rose' ? m : undefined;
+      }, 2_000);
+      expect(match.similarity).toBeGreaterThan(0.44);
+    });
+
+    it('removes the triggers and the synthetic faces', async () => {
+      expect(await cli('db', 'uninstall-triggers')).toEqual(['notify triggers removed from public.visitor_images, public.visitors']);
+      const triggers = await db.query(`SELECT 1 FROM pg_trigger WHERE tgname = 'face_recog_notify'`);
+      expect(triggers).toEqual([]);
+      expect(await cli('gallery', 'drop-synthetic')).toEqual(['removed 3000 synthetic faces']);
+      // Synthetic faces are confirmed against the cache: once dropped they are never returned.
+      const [match] = await gallery.search([syntheticFace]);
+      expect(match?.visitorId ?? null).not.toMatch(/^synthetic-/);
+      expect(gallery.status().faces).toBeLessThan(3007);
+    });
+  });
+
+  it('runs as the face-recog executable', async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'src/cli/main.ts'), 'gallery', 'status', '--json'], {
+      env: { ...process.env, DATA_DIR: dataDir },
+      cwd: REPO_ROOT,
+    });
+    const status = JSON.parse(stdout);
+    expect(status.tables.map((t: { table: string; images: number }) => [t.table, t.images])).toEqual([
+      ['visitors', 4],
+      ['visitor_images', 3],
+    ]);
+  });
+});
