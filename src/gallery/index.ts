@@ -8,8 +8,8 @@
 import type { Logger } from 'pino';
 import { FaceRecogError } from '../errors.js';
 import { Catalog, type Face } from './catalog.js';
-import { Database, DATABASE_RETRY_AFTER_S, redactUrl, sqlState } from './db.js';
-import { startEmbeddedPostgres, type EmbeddedDatabase } from './embedded.js';
+import { openDatabase, type OpenDatabase } from './connect.js';
+import { DATABASE_RETRY_AFTER_S, redactUrl, sqlState, type Database } from './db.js';
 import { FeatureCache } from './feature-cache.js';
 import { existingRowVersions, rowVersionKey, type Source, type SourceRow } from './sources.js';
 import { GallerySync } from './sync.js';
@@ -141,15 +141,11 @@ class PostgresGallery implements GalleryHandle {
 export async function startGallery(options: GalleryOptions): Promise<GalleryHandle> {
   const logger = options.logger.child({ component: 'gallery' });
   const catalog = new Catalog(await VectorIndex.create(options.dimension, { threads: options.searchThreads }));
-  let embedded: EmbeddedDatabase | null = null;
-  let database: Database | null = null;
-
+  let opened: OpenDatabase | null = null;
   const open = async (): Promise<Database> => {
-    if (options.databaseUrl === null) embedded ??= await startEmbeddedPostgres({ dataDir: options.dataDir, logger });
-    const url = options.databaseUrl ?? embedded!.url;
-    logger.info({ database: redactUrl(url), model: options.model }, 'gallery database');
-    database = new Database(url, logger);
-    return database;
+    opened = await openDatabase(options, logger);
+    logger.info({ database: redactUrl(opened.db.url), model: options.model }, 'gallery database');
+    return opened.db;
   };
   const sync = new GallerySync({
     open,
@@ -163,8 +159,7 @@ export async function startGallery(options: GalleryOptions): Promise<GalleryHand
   });
   sync.start();
   return new PostgresGallery(options, catalog, sync, async () => {
-    await database?.close();
-    if (embedded?.owner) await embedded.stop();
+    await opened?.close();
   });
 }
 

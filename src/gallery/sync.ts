@@ -209,11 +209,12 @@ export class GallerySync {
     this.force = true;
     this.introspectionDue = true;
     this.state.syncing = false;
-    const unavailable = error instanceof FaceRecogError && error.code === 'gallery_unavailable';
-    if (unavailable) this.state.database = 'down';
+    if (error instanceof FaceRecogError && error.code === 'gallery_unavailable') this.state.database = 'down';
+    // Unavailable, overloaded, timed out: expected to pass. Anything else is a bug worth an error line.
+    const transient = error instanceof FaceRecogError && error.status === 503;
     const text = message(error);
     if (this.state.error !== text) {
-      this.logger[unavailable ? 'warn' : 'error']({ err: text, retryInMs: this.backoffMs() }, 'gallery sync failed; retrying');
+      this.logger[transient ? 'warn' : 'error']({ err: text, retryInMs: this.backoffMs() }, 'gallery sync failed; retrying');
     }
     this.state.error = text;
   }
@@ -327,6 +328,7 @@ export class GallerySync {
     this.logger.info({ images: fresh.length, removed: gone.length }, 'gallery sync: new or changed images');
     const saved = new Set<number>();
     for (const chunk of chunks(fresh, DIGEST_CHUNK)) {
+      if (this.closed) return;
       for (const id of await this.processChunk(sources, chunk, progress)) saved.add(id);
     }
     // An upsert into a reused row slot keeps the slot's id: never delete what was just saved.
@@ -364,6 +366,8 @@ export class GallerySync {
     const ids = await this.save(reused);
     progress.reused += reused.length;
     for (const batch of chunks(pending, this.options.batchSize)) {
+      // Closing does not wait for a long reconcile: what is saved stays, the rest is done next start.
+      if (this.closed) break;
       const extracted = await this.extractBatch(sources, batch);
       ids.push(...(await this.save(extracted)));
       progress.extracted += extracted.length;
