@@ -1,0 +1,162 @@
+// The demo page in Debian's Chromium against the real service (`npm start`'s composition, embedded
+// PostgreSQL, visitors imported with `face-recog visitors import`): gallery status, the live camera
+// (a fake camera playing frames of the Hamilton clip) naming Lin-Manuel Miranda, and the photo
+// upload drawing one box per detected face. Screenshots go to test-output/browser/.
+import { execFile } from 'node:child_process';
+import { chmod, copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { BrowserContext, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { REPO_ROOT, fixturesMissing, readTestdata, testdataPath } from '../helpers/fixtures.js';
+import { chromiumMissing, launchWithFakeCamera } from './helpers/chromium.js';
+import { rgbToI420, writeFakeCamera } from './helpers/fake-camera.js';
+import { faceRecogCli, startServiceProcess, waitForGalleryFaces, type ServiceProcess } from './helpers/service-process.js';
+
+const run = promisify(execFile);
+const SCREENSHOTS = join(REPO_ROOT, 'test-output', 'browser');
+// Frames where the largest face is Lin-Manuel Miranda (testdata MANIFEST.md).
+const CAMERA_FRAMES = ['090', '120', '150', '180', '210'].map((n) => testdataPath(`video/frames/frame_${n}.jpg`));
+const VISITORS = { lin_manuel_miranda: 'faces/lin_manuel_miranda/1.jpg', obama: 'faces/obama/1.jpg', biden: 'faces/biden/1.jpg' };
+const GROUP_PHOTO = 'multi/obama_and_biden.jpg';
+const NAME_WITHIN_MS = 10_000;
+
+describe('fake camera video', () => {
+  it('converts RGB to full-range BT.601 I420', () => {
+    const pixels = (rgb: number[]) => new Uint8Array(Array.from({ length: 4 }, () => rgb).flat());
+    expect([...rgbToI420(pixels([255, 255, 255]), 2, 2)]).toEqual([255, 255, 255, 255, 128, 128]);
+    expect([...rgbToI420(pixels([0, 0, 0]), 2, 2)]).toEqual([0, 0, 0, 0, 128, 128]);
+    expect([...rgbToI420(pixels([255, 0, 0]), 2, 2)]).toEqual([76, 76, 76, 76, 85, 255]);
+  });
+});
+
+describe.skipIf(fixturesMissing || chromiumMissing)('demo page in Chromium against the real service', () => {
+  let work: string;
+  let service: ServiceProcess;
+  let context: BrowserContext;
+  let page: Page;
+  const pageErrors: string[] = [];
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'face-recog-browser-'));
+    // Run as root, the embedded PostgreSQL runs as the `postgres` user, who must traverse to DATA_DIR.
+    await chmod(work, 0o711);
+    await mkdir(SCREENSHOTS, { recursive: true });
+    // The page loads the client's browser build from /client/: build it from the current source.
+    await run(process.execPath, [join(REPO_ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(REPO_ROOT, 'packages/client/tsconfig.build.json')]);
+    const y4m = join(work, 'camera.y4m');
+    await writeFakeCamera(CAMERA_FRAMES, y4m);
+
+    service = await startServiceProcess(join(work, 'data'));
+    const visitorsDir = join(work, 'visitors');
+    for (const [visitorId, photo] of Object.entries(VISITORS)) {
+      await mkdir(join(visitorsDir, visitorId), { recursive: true });
+      await copyFile(testdataPath(photo), join(visitorsDir, visitorId, '1.jpg'));
+    }
+    const imported = await faceRecogCli(service, ['visitors', 'import', visitorsDir]);
+    expect(imported).toContain('lin_manuel_miranda');
+    await waitForGalleryFaces(service, Object.keys(VISITORS).length);
+
+    context = await launchWithFakeCamera(join(work, 'chromium-profile'), y4m);
+    page = context.pages()[0] ?? (await context.newPage());
+    page.on('pageerror', (error) => pageErrors.push(error.message));
+    await page.goto(service.url);
+  }, 240_000);
+
+  afterAll(async () => {
+    await context?.close();
+    await service?.stop();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('shows the gallery status from /health', async () => {
+    await page.locator('#status[data-status="ok"]').waitFor();
+    await expect.poll(() => page.textContent('#gallery-visitors')).toBe('3');
+    expect(await page.textContent('#gallery-faces')).toBe('3');
+    expect(await page.textContent('#gallery-failed')).toBe('0');
+    expect(await page.textContent('#service-models')).toContain('mobilefacenet');
+  });
+
+  it('live camera: the enrolled visitor id appears over the face within 10 s', async () => {
+    const clickedAt = performance.now();
+    await page.click('#live-start');
+    const label = page.locator('#live-labels .face-label[data-visitor-id="lin_manuel_miranda"]').first();
+    await label.waitFor({ timeout: NAME_WITHIN_MS });
+    const seenAfterMs = Math.round(performance.now() - clickedAt);
+    const screenshot = join(SCREENSHOTS, 'live-recognised.png');
+    await page.screenshot({ path: screenshot, fullPage: true });
+    console.log(`screenshot: ${screenshot}`);
+    const firstFrameToNameMs = Number(await page.getAttribute('#live', 'data-first-name-ms'));
+    console.log(`live page: first frame -> first name ${firstFrameToNameMs} ms (page clock); click -> name visible ${seenAfterMs} ms (test clock)`);
+
+    expect(await label.getAttribute('data-matched')).toBe('true');
+    expect(await label.textContent()).toMatch(/^lin_manuel_miranda \d\.\d\d$/);
+    expect(firstFrameToNameMs).toBeGreaterThan(0);
+    // Over the picture, not beside it.
+    const labelBox = (await label.boundingBox())!;
+    const stageBox = (await page.locator('#live-stage').boundingBox())!;
+    expect(labelBox.x).toBeGreaterThanOrEqual(stageBox.x);
+    expect(labelBox.x).toBeLessThan(stageBox.x + stageBox.width);
+    expect(labelBox.y + labelBox.height).toBeGreaterThan(stageBox.y);
+    expect(labelBox.y).toBeLessThan(stageBox.y + stageBox.height);
+    expect(Number(await page.getAttribute('#live-overlay', 'data-boxes-drawn'))).toBeGreaterThan(0);
+
+    await expect.poll(() => page.textContent('#live-fps')).toMatch(/^\d+\.\d$/);
+    expect(await page.textContent('#live-latency')).toMatch(/^\d+ ms$/);
+    expect(await page.textContent('#live-connection')).toBe('connected');
+    await page.click('#live-stop');
+  });
+
+  it('photo upload: one box per face that /api/v1/detect finds, with visitor ids', async () => {
+    const detected = (await (
+      await fetch(`${service.url}/api/v1/detect`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ image: readTestdata(GROUP_PHOTO).toString('base64') }),
+      })
+    ).json()) as { count: number; faces: { bbox: number[] }[] };
+    expect(detected.count).toBe(3);
+
+    await page.setInputFiles('#photo-file', testdataPath(GROUP_PHOTO));
+    await page.locator('#photo[data-state="done"]').waitFor();
+    expect(await page.getAttribute('#photo-canvas', 'data-boxes-drawn')).toBe(String(detected.count));
+    expect(await page.locator('#photo-labels .face-label').count()).toBe(detected.count);
+    expect(await page.locator('#photo-faces li').count()).toBe(detected.count);
+    const names = await page.locator('#photo-labels .face-label[data-matched="true"]').evaluateAll((labels) =>
+      labels.map((l) => (l as HTMLElement).dataset.visitorId).sort(),
+    );
+    expect(names).toEqual(['biden', 'obama']);
+
+    // The boxes are really on the canvas: the middle of each detected box's top edge has a box colour.
+    const edgeColours = await page.evaluate((boxes) => {
+      const canvas = document.getElementById('photo-canvas') as HTMLCanvasElement;
+      const context = canvas.getContext('2d')!;
+      return boxes.map(([x, y, w]) => Array.from(context.getImageData(Math.round(x + w / 2), Math.round(y), 1, 1).data.slice(0, 3)));
+    }, detected.faces.map((f) => f.bbox));
+    const boxColours = [
+      [0x16, 0xa3, 0x4a],
+      [0xf5, 0x9e, 0x0b],
+    ];
+    for (const colour of edgeColours) {
+      expect(boxColours.some((box) => box.every((c, i) => Math.abs(c - colour[i]) <= 8))).toBe(true);
+    }
+
+    const screenshot = join(SCREENSHOTS, 'photo-obama-and-biden.png');
+    await page.locator('#photo').screenshot({ path: screenshot });
+    console.log(`screenshot: ${screenshot}`);
+  });
+
+  it('fits a phone screen', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    expect(overflow).toBeLessThanOrEqual(0);
+    const screenshot = join(SCREENSHOTS, 'phone.png');
+    await page.screenshot({ path: screenshot, fullPage: true });
+    console.log(`screenshot: ${screenshot}`);
+  });
+
+  it('ran without a script error', () => {
+    expect(pageErrors).toEqual([]);
+  });
+});
