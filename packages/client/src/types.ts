@@ -113,11 +113,21 @@ export interface GalleryHealth {
   error: string | null;
 }
 
+export interface ModelsHealth {
+  detector: string;
+  recognizer: string;
+  dimension: number;
+  /** The threshold applied when a request gives none. */
+  match_threshold: number;
+}
+
 export interface HealthResponse {
   status: 'ok' | 'starting' | 'degraded';
   /** What is not ready; empty when ok. */
   reasons: string[];
-  models: { detector: string; recognizer: string; dimension: number; default_threshold: number } | null;
+  /** null while the models load. */
+  models: ModelsHealth | null;
+  /** null while the gallery starts. */
   gallery: GalleryHealth | null;
   queue: { running: number; waiting: number; background: number };
   uptime_s: number;
