@@ -58,6 +58,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     genReqId: requestId,
     // Types are checked as sent: "0.5" is not a threshold, 123 is not an image.
     ajv: { customOptions: { coerceTypes: false } },
+    // Requests arriving during shutdown get the contract's error shape (below), not Fastify's.
+    return503OnClosing: false,
   });
   const startedAt = Date.now();
 
@@ -75,8 +77,19 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const defaultThreshold = (): number => config.matchThreshold ?? pipeline().engine.recognizer.defaultThreshold;
 
   installErrorHandling(app);
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
+    if (closing) {
+      throw new FaceRecogError('not_ready', 'the service is shutting down; retry shortly', { retryAfterS: 1 });
+    }
+  });
+  // While shutting down, every answer ends its connection, so that kept-alive sockets do not hold the shutdown open.
+  app.addHook('onSend', async (_request, reply) => {
+    if (closing) reply.header('connection', 'close');
   });
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? '(unmatched)';

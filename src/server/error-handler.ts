@@ -9,7 +9,12 @@ export function errorBody(code: ErrorCode, message: string): { error: { code: Er
 
 export function sendError(reply: FastifyReply, error: FaceRecogError): FastifyReply {
   if (error.retryAfterS !== undefined) reply.header('retry-after', String(Math.max(1, Math.ceil(error.retryAfterS))));
-  return reply.code(error.status).send(errorBody(error.code, error.message));
+  // Serialised directly: a route's schema for this status (e.g. /health's 503) describes its own answers, not errors.
+  return reply
+    .code(error.status)
+    .type('application/json; charset=utf-8')
+    .serializer(JSON.stringify)
+    .send(errorBody(error.code, error.message));
 }
 
 /** "body/threshold must be <= 1" → "threshold must be <= 1"; messages name fields, never values. */

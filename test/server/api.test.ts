@@ -204,8 +204,9 @@ describe.skipIf(fixturesMissing)('HTTP API', () => {
   });
 
   describe('errors', () => {
-    const expectError = (response: { status: number; body: any }, status: number, code: string) => {
+    const expectError = (response: { status: number; body: any; headers?: Headers }, status: number, code: string) => {
       expect(response.status).toBe(status);
+      if (response.headers) expect(response.headers.get('content-type')).toMatch(/^application\/json/);
       expect(response.body.error.code).toBe(code);
       expect(typeof response.body.error.message).toBe('string');
       expect(response.body.error.message.length).toBeGreaterThan(5);
@@ -248,7 +249,7 @@ describe.skipIf(fixturesMissing)('HTTP API', () => {
 
     it('404 not_found for unknown routes', async () => {
       const response = await fetch(`${server.url}/api/v1/nothing-here`);
-      expectError({ status: response.status, body: await response.json() }, 404, 'not_found');
+      expectError({ status: response.status, body: await response.json(), headers: response.headers }, 404, 'not_found');
     });
   });
 

@@ -1,6 +1,7 @@
 // Graceful shutdown: work in flight is finished, new connections are refused, sockets are closed
 // with 1001 after their last answer.
 import http from 'node:http';
+import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { fixturesMissing } from '../helpers/fixtures.js';
@@ -23,6 +24,18 @@ function postFresh(server: TestServer, path: string, body: unknown): Promise<{ s
     );
     request.on('error', reject);
     request.end(JSON.stringify(body));
+  });
+}
+
+function getFresh(server: TestServer, path: string): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: any }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(`${server.url}${path}`, { agent: false }, (response) => {
+        let text = '';
+        response.setEncoding('utf8').on('data', (chunk) => (text += chunk));
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body: JSON.parse(text) }));
+      })
+      .on('error', reject);
   });
 }
 
@@ -53,6 +66,24 @@ describe.skipIf(fixturesMissing)('graceful shutdown', () => {
     await closing;
   });
 
+  it('ends kept-alive connections after their last answer, so they do not hold the shutdown open', async () => {
+    const server = await startServer();
+    const busy = holdSlot(server.scheduler);
+    const socket = net.connect(Number(new URL(server.url).port), '127.0.0.1');
+    let received = '';
+    socket.setEncoding('utf8').on('data', (chunk) => (received += chunk));
+    const ended = new Promise((resolve) => socket.once('close', resolve));
+    const body = JSON.stringify({ image: base64Of(IMAGE) });
+    socket.write(`POST /api/v1/detect HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    await until(() => server.scheduler.depth() === 1, 'the request to be queued');
+    const closing = server.close();
+    busy.release();
+    await ended;
+    await closing;
+    expect(received).toMatch(/^HTTP\/1\.1 200/);
+    expect(received).toMatch(/^connection: close/im);
+  });
+
   it('answers the frame in progress, then closes WebSockets with 1001', async () => {
     const server = await startServer();
     const client = new WebSocket(`${server.wsUrl}/ws/realtime`);
@@ -65,6 +96,12 @@ describe.skipIf(fixturesMissing)('graceful shutdown', () => {
     client.send(JSON.stringify({ type: 'frame', image: base64Of(IMAGE), id: 'last' }));
     await until(() => server.scheduler.depth() === 1, 'the frame to be queued');
     const closing = server.close();
+    // While the socket's last frame is pending, the listener is still open: new requests are told to go away.
+    let late = await getFresh(server, '/health');
+    for (let i = 0; i < 200 && late.status === 200; i++) late = await getFresh(server, '/health');
+    expect(late.status).toBe(503);
+    expect(late.body.error.code).toBe('not_ready');
+    expect(late.headers.connection).toBe('close');
     busy.release();
 
     expect(await closed).toBe(1001);
