@@ -128,6 +128,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     scheduler,
     pipeline,
     gallery: deps.gallery,
+    defaultThreshold,
     health: { engine: deps.engine, gallery: deps.gallery, scheduler, matchThreshold: config.matchThreshold, startedAt },
   });
   await app.register(realtimeRoutes, { hub });

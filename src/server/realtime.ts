@@ -92,12 +92,16 @@ class RealtimeConnection {
     });
   }
 
-  /** Stops taking frames; resolves once the frame in progress (if any) is answered. */
-  finish(): Promise<void> {
+  /** Stops taking frames; resolves once the frame in progress (if any) is answered and the waiting one reported dropped. */
+  async finish(): Promise<void> {
     this.accepting = false;
-    this.waiting = null;
-    if (!this.busy) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
+    if (this.waiting) {
+      this.dropped.push(this.waiting.id);
+      this.deps.metrics.countFrames('dropped');
+      this.waiting = null;
+    }
+    if (this.busy) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    this.flushDropped();
   }
 
   heartbeat(): void {
@@ -157,7 +161,7 @@ class RealtimeConnection {
   private takeWaiting(): Frame | null {
     const frame = this.waiting;
     this.waiting = null;
-    return this.accepting ? frame : null;
+    return frame;
   }
 
   private flushDropped(): void {

@@ -3,6 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance, FastifySchema, onRequestHookHandler } from 'fastify';
 import type { Config } from '../config.js';
 import { cosineSimilarity } from '../engine/embed.js';
+import { FaceRecogError } from '../errors.js';
 import type { Gallery } from '../gallery/types.js';
 import { healthReport, type HealthSources } from './health.js';
 import type { DetectParams, InferencePipeline } from './pipeline.js';
@@ -21,7 +22,6 @@ import {
   VerifyResponse,
   type DetectBody,
 } from './schemas.js';
-import { FaceRecogError } from '../errors.js';
 
 export interface RouteDeps {
   config: Config;
@@ -29,6 +29,8 @@ export interface RouteDeps {
   /** The pipeline; throws `not_ready` while the models load. */
   pipeline: () => InferencePipeline;
   gallery: () => Gallery | null;
+  /** MATCH_THRESHOLD, else the recognizer's own. */
+  defaultThreshold: () => number;
   health: HealthSources;
 }
 
@@ -54,9 +56,8 @@ const security: Record<string, string[]>[] = [{ bearer: [] }, { apiKey: [] }];
 
 export async function apiRoutes(parent: FastifyInstance, deps: RouteDeps): Promise<void> {
   const app = parent.withTypeProvider<TypeBoxTypeProvider>();
-  const { config, scheduler, pipeline } = deps;
+  const { config, scheduler, pipeline, defaultThreshold } = deps;
   const limits = bodyLimits(config.limits.maxImageBytes);
-  const defaultThreshold = (): number => config.matchThreshold ?? pipeline().engine.recognizer.defaultThreshold;
 
   // Refused before the body is read, so a flood of requests costs neither memory nor CPU.
   const admit: onRequestHookHandler = async () => {

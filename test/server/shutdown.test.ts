@@ -84,7 +84,7 @@ describe.skipIf(fixturesMissing)('graceful shutdown', () => {
     expect(received).toMatch(/^connection: close/im);
   });
 
-  it('answers the frame in progress, then closes WebSockets with 1001', async () => {
+  it('answers the frame in progress, reports the waiting one dropped, then closes WebSockets with 1001', async () => {
     const server = await startServer();
     const client = new WebSocket(`${server.wsUrl}/ws/realtime`);
     await new Promise((resolve, reject) => client.once('open', resolve).once('error', reject));
@@ -93,8 +93,14 @@ describe.skipIf(fixturesMissing)('graceful shutdown', () => {
     const closed = new Promise<number>((resolve) => client.once('close', (code) => resolve(code)));
 
     const busy = holdSlot(server.scheduler);
-    client.send(JSON.stringify({ type: 'frame', image: base64Of(IMAGE), id: 'last' }));
-    await until(() => server.scheduler.depth() === 1, 'the frame to be queued');
+    for (const id of ['current', 'waiting', 'newest']) client.send(JSON.stringify({ type: 'frame', image: base64Of(IMAGE), id }));
+    await until(() => server.scheduler.depth() === 1, 'the first frame to be queued');
+    // 'waiting' was replaced by 'newest' once the metric counts one dropped frame.
+    for (let i = 0; i < 500; i++) {
+      const metrics = await (await fetch(`${server.url}/metrics`)).text();
+      if (/face_recog_ws_frames_total\{outcome="dropped"\} 1/.test(metrics)) break;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
     const closing = server.close();
     // While the socket's last frame is pending, the listener is still open: new requests are told to go away.
     let late = await getFresh(server, '/health');
@@ -105,7 +111,11 @@ describe.skipIf(fixturesMissing)('graceful shutdown', () => {
     busy.release();
 
     expect(await closed).toBe(1001);
-    expect(messages).toEqual([expect.objectContaining({ type: 'results', id: 'last', count: 1 })]);
+    // The frame in progress is answered; the one still waiting is reported dropped, not silently lost.
+    expect(messages).toEqual([
+      expect.objectContaining({ type: 'results', id: 'current', count: 1 }),
+      { type: 'dropped', ids: ['waiting', 'newest'] },
+    ]);
     await closing;
   });
 });
