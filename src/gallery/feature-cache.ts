@@ -48,7 +48,7 @@ export function decodeEmbedding(bytes: Buffer): Float32Array {
 }
 
 interface FeatureRow {
-  id: string;
+  feature_id: string;
   source_table: SourceTable | 'synthetic';
   source_ctid: string | null;
   source_xmin: string | null;
@@ -69,12 +69,13 @@ export class FeatureCache {
   async load(onPage: (features: CachedFeature[]) => Promise<void>): Promise<void> {
     for (let after = 0; ; ) {
       const rows = await this.db.query<FeatureRow>(
-        `SELECT id::text AS id, source_table, source_ctid::text AS source_ctid, source_xmin::text AS source_xmin, visitor_id, embedding
+        // The output is named feature_id so that ORDER BY sorts by the bigint column, not its text.
+        `SELECT id::text AS feature_id, source_table, source_ctid::text AS source_ctid, source_xmin::text AS source_xmin, visitor_id, embedding
            FROM ${FEATURES_TABLE} WHERE model = $1 AND id > $2 ORDER BY id LIMIT ${LOAD_PAGE}`,
         [this.model, after],
       );
       if (rows.length === 0) return;
-      after = Number(rows[rows.length - 1].id);
+      after = Number(rows[rows.length - 1].feature_id);
       await onPage(rows.map(cachedFeature));
       if (rows.length < LOAD_PAGE) return;
     }
@@ -153,7 +154,7 @@ function cachedFeature(row: FeatureRow): CachedFeature {
     row.source_table === 'synthetic'
       ? null
       : { table: row.source_table, ctid: row.source_ctid!, xmin: Number(row.source_xmin), visitorId: row.visitor_id };
-  return { id: Number(row.id), source, visitorId: row.visitor_id, embedding: row.embedding ? decodeEmbedding(row.embedding) : null };
+  return { id: Number(row.feature_id), source, visitorId: row.visitor_id, embedding: row.embedding ? decodeEmbedding(row.embedding) : null };
 }
 
 /** Rows per model and status, for `face-recog gallery status`. */

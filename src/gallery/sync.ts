@@ -284,6 +284,7 @@ export class GallerySync {
       await this.reconcile();
       this.lastRows = fingerprint.rows;
     }
+    this.state.syncing = false;
     this.state.lastSyncAt = new Date().toISOString();
     this.resolveReady();
   }

@@ -94,8 +94,9 @@ describe.skipIf(fixturesMissing)('face-recog visitors / gallery / db commands', 
   });
 
   it('fills the feature cache with synthetic unit vectors', async () => {
-    const out = await cli('gallery', 'synth', '--count', '3000', '--model', 'mobilefacenet');
-    expect(out[0]).toMatch(/^added 3000 synthetic 128-d faces for mobilefacenet in .*; 3000 synthetic faces in the cache for mobilefacenet$/);
+    // More than one page of the cache load (20,000 rows), ids past 9999 and 10000 alike.
+    const out = await cli('gallery', 'synth', '--count', '25000', '--model', 'mobilefacenet');
+    expect(out[0]).toMatch(/^added 25000 synthetic 128-d faces for mobilefacenet in .*; 25000 synthetic faces in the cache for mobilefacenet$/);
     const rows = await db.query<{ visitor_id: string; embedding: Buffer }>(
       `SELECT visitor_id, embedding FROM face_recog_features WHERE source_table = 'synthetic' ORDER BY id LIMIT 50`,
     );
@@ -123,13 +124,13 @@ describe.skipIf(fixturesMissing)('face-recog visitors / gallery / db commands', 
     });
 
     it('searches the synthetic faces with the imported ones', async () => {
-      expect(gallery.status()).toMatchObject({ database: 'up', faces: 3006, failed: 0 });
+      expect(gallery.status()).toMatchObject({ database: 'up', faces: 25006, failed: 0 });
       const [row] = await db.query<{ visitor_id: string; embedding: Buffer }>(
-        `SELECT visitor_id, embedding FROM face_recog_features WHERE source_table = 'synthetic' AND visitor_id = 'synthetic-1234'`,
+        `SELECT visitor_id, embedding FROM face_recog_features WHERE source_table = 'synthetic' AND visitor_id = 'synthetic-12345'`,
       );
       syntheticFace = decodeEmbedding(row.embedding);
       const [synthetic, obama] = await gallery.search([syntheticFace, await embeddingOf('faces/obama/4.jpg')]);
-      expect(synthetic).toMatchObject({ visitorId: 'synthetic-1234' });
+      expect(synthetic).toMatchObject({ visitorId: 'synthetic-12345' });
       expect(synthetic!.similarity).toBeCloseTo(1, 5);
       expect(obama?.visitorId).toBe('obama');
     });
@@ -139,7 +140,7 @@ describe.skipIf(fixturesMissing)('face-recog visitors / gallery / db commands', 
       const status = await cli('gallery', 'status');
       expect(status).toContain('visitors: 3 rows with an image (column base64image), notify trigger installed');
       expect(status).toContain('visitor_images: 3 rows with an image (column base64image), notify trigger installed');
-      expect(status).toContain('feature cache, mobilefacenet: 6 faces, 0 failed images, 3000 synthetic faces');
+      expect(status).toContain('feature cache, mobilefacenet: 6 faces, 0 failed images, 25000 synthetic faces');
 
       const rose = join(dataDir, 'rose');
       await mkdir(rose);
@@ -157,11 +158,11 @@ describe.skipIf(fixturesMissing)('face-recog visitors / gallery / db commands', 
       expect(await cli('db', 'uninstall-triggers')).toEqual(['notify triggers removed from public.visitor_images, public.visitors']);
       const triggers = await db.query(`SELECT 1 FROM pg_trigger WHERE tgname = 'face_recog_notify'`);
       expect(triggers).toEqual([]);
-      expect(await cli('gallery', 'drop-synthetic')).toEqual(['removed 3000 synthetic faces']);
+      expect(await cli('gallery', 'drop-synthetic')).toEqual(['removed 25000 synthetic faces']);
       // Synthetic faces are confirmed against the cache: once dropped they are never returned.
       const [match] = await gallery.search([syntheticFace]);
       expect(match?.visitorId ?? null).not.toMatch(/^synthetic-/);
-      expect(gallery.status().faces).toBeLessThan(3007);
+      expect(gallery.status().faces).toBeLessThan(25007);
     });
   });
 

@@ -271,7 +271,7 @@ describe.skipIf(fixturesMissing)('gallery: either table may be absent', () => {
     const gallery = await openGallery(url, counting.extractor);
     try {
       await gallery.ready;
-      expect(gallery.status()).toMatchObject({ database: 'up', faces: 0, error: null });
+      expect(gallery.status()).toMatchObject({ database: 'up', syncing: false, faces: 0, error: null });
       const query = await embeddingOf('faces/obama/2.jpg');
       expect(await gallery.search([query])).toEqual([null]);
       await db.query(`CREATE TABLE visitors (visitor_id text, base64image text)`);
