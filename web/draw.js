@@ -47,6 +47,7 @@ export function renderFaces({ canvas, labels, faces, width, height, background }
       label.textContent = describeFace(face);
       placeLabel(label, face.bbox, width, height);
       label.dataset.index = String(index);
+      label.dataset.box = face.bbox.join(',');
       label.dataset.matched = String(Boolean(face.matched));
       if (face.visitor_id) label.dataset.visitorId = face.visitor_id;
       if (typeof face.similarity === 'number') label.dataset.similarity = String(face.similarity);

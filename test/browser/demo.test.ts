@@ -81,26 +81,52 @@ describe.skipIf(fixturesMissing || chromiumMissing)('demo page in Chromium again
   it('live camera: the enrolled visitor id appears over the face within 10 s', async () => {
     const clickedAt = performance.now();
     await page.click('#live-start');
-    const label = page.locator('#live-labels .face-label[data-visitor-id="lin_manuel_miranda"]').first();
-    await label.waitFor({ timeout: NAME_WITHIN_MS });
+    // Read in one go while the label is there: each answer replaces the labels.
+    const seen = await page.waitForFunction(
+      () => {
+        const label = document.querySelector<HTMLElement>('#live-labels .face-label[data-visitor-id="lin_manuel_miranda"]');
+        if (!label) return null;
+        const overlay = document.getElementById('live-overlay') as HTMLCanvasElement;
+        const rect = (e: Element) => {
+          const { x, y, width, height } = e.getBoundingClientRect();
+          return { x, y, width, height };
+        };
+        return {
+          text: label.textContent,
+          matched: label.dataset.matched,
+          box: label.dataset.box!.split(',').map(Number),
+          picture: { width: overlay.width, height: overlay.height },
+          label: rect(label),
+          stage: rect(document.getElementById('live-stage')!),
+          boxesDrawn: Number(overlay.dataset.boxesDrawn),
+          firstNameMs: Number(document.getElementById('live')!.dataset.firstNameMs),
+        };
+      },
+      undefined,
+      { timeout: NAME_WITHIN_MS },
+    );
     const seenAfterMs = Math.round(performance.now() - clickedAt);
     const screenshot = join(SCREENSHOTS, 'live-recognised.png');
     await page.screenshot({ path: screenshot, fullPage: true });
+    const live = (await seen.jsonValue())!;
+    console.log(`live page: first frame -> first name ${live.firstNameMs} ms (page clock); click -> name visible ${seenAfterMs} ms (test clock)`);
     console.log(`screenshot: ${screenshot}`);
-    const firstFrameToNameMs = Number(await page.getAttribute('#live', 'data-first-name-ms'));
-    console.log(`live page: first frame -> first name ${firstFrameToNameMs} ms (page clock); click -> name visible ${seenAfterMs} ms (test clock)`);
 
-    expect(await label.getAttribute('data-matched')).toBe('true');
-    expect(await label.textContent()).toMatch(/^lin_manuel_miranda \d\.\d\d$/);
-    expect(firstFrameToNameMs).toBeGreaterThan(0);
-    // Over the picture, not beside it.
-    const labelBox = (await label.boundingBox())!;
-    const stageBox = (await page.locator('#live-stage').boundingBox())!;
-    expect(labelBox.x).toBeGreaterThanOrEqual(stageBox.x);
-    expect(labelBox.x).toBeLessThan(stageBox.x + stageBox.width);
-    expect(labelBox.y + labelBox.height).toBeGreaterThan(stageBox.y);
-    expect(labelBox.y).toBeLessThan(stageBox.y + stageBox.height);
-    expect(Number(await page.getAttribute('#live-overlay', 'data-boxes-drawn'))).toBeGreaterThan(0);
+    expect(live.matched).toBe('true');
+    expect(live.text).toMatch(/^lin_manuel_miranda \d\.\d\d$/);
+    expect(live.firstNameMs).toBeGreaterThan(0);
+    expect(live.boxesDrawn).toBeGreaterThan(0);
+    // The label sits on its face: horizontally over the face's box as shown on the page, on its top
+    // edge (or its bottom edge when the face touches the top of the picture).
+    const scale = live.stage.width / live.picture.width;
+    const [x, y, w, h] = live.box;
+    const faceLeft = live.stage.x + x * scale;
+    const faceTop = live.stage.y + y * scale;
+    expect(live.label.x).toBeLessThan(faceLeft + w * scale);
+    expect(live.label.x + live.label.width).toBeGreaterThan(faceLeft);
+    const onTopEdge = Math.abs(live.label.y + live.label.height - faceTop) < 2;
+    const onBottomEdge = Math.abs(live.label.y - (faceTop + h * scale)) < 2;
+    expect(onTopEdge || onBottomEdge).toBe(true);
 
     await expect.poll(() => page.textContent('#live-fps')).toMatch(/^\d+\.\d$/);
     expect(await page.textContent('#live-latency')).toMatch(/^\d+ ms$/);
