@@ -170,7 +170,9 @@ export class RealtimeClient extends Emitter<RealtimeEvents> {
     const socket = new Socket(this.url);
     this.socket = socket;
     let failure: string | undefined;
+    let opened = false;
     socket.addEventListener('open', () => {
+      opened = true;
       this.attempts = 0;
       this.emit('open', { url: this.url.replace(/api_key=[^&]*/, 'api_key=***') });
       this.pump();
@@ -179,10 +181,25 @@ export class RealtimeClient extends Emitter<RealtimeEvents> {
     socket.addEventListener('error', (event: { message?: string }) => {
       failure = event.message;
     });
-    socket.addEventListener('close', (event: { code: number; reason: string }) => this.onClose(socket, event, failure));
+    socket.addEventListener('close', (event: { code: number; reason: string }) => void this.onClose(socket, event, failure, opened));
   }
 
-  private onClose(socket: WebSocketLike, event: { code: number; reason: string }, failure: string | undefined): void {
+  /**
+   * Why a handshake failed, when the service refused it: the `ws` package says so in its error;
+   * browsers do not, so the same URL is asked over plain HTTP, where the key check answers 401.
+   */
+  private async refusedHandshake(failure: string | undefined): Promise<number | null> {
+    const status = refusedStatus(failure);
+    if (status !== null) return status;
+    try {
+      const response = await fetch(this.url.replace(/^ws/, 'http'), { headers: { accept: 'application/json' } });
+      return response.status === 401 ? 401 : null;
+    } catch {
+      return null;
+    }
+  }
+
+  private async onClose(socket: WebSocketLike, event: { code: number; reason: string }, failure: string | undefined, opened: boolean): Promise<void> {
     if (this.socket !== socket) return;
     this.socket = null;
     const lost = this.inFlight;
@@ -191,7 +208,9 @@ export class RealtimeClient extends Emitter<RealtimeEvents> {
       this.inFlight = null;
       this.emit('dropped', { ids: [lost.id], reason: 'disconnected' });
     }
-    const status = refusedStatus(failure);
+    const status = opened || this.stopped ? null : await this.refusedHandshake(failure);
+    // close() then connect() while the service was being asked: the new connection carries on.
+    if (this.socket) return;
     if (status === 401) {
       // Retrying with the same key cannot succeed.
       this.stopped = true;

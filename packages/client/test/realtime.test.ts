@@ -165,6 +165,35 @@ describe.skipIf(fixturesMissing)('realtime helper with API_KEYS', () => {
     }
   });
 
+  it('a refused key is a 401 error event even where the socket says nothing about why (browsers)', async () => {
+    // Browsers report a refused handshake as a bare error and a 1006 close.
+    const Silent = class {
+      private readonly socket: WsWebSocket;
+      constructor(url: string) {
+        this.socket = new WsWebSocket(url);
+      }
+      get readyState() {
+        return this.socket.readyState;
+      }
+      send(data: string) {
+        this.socket.send(data);
+      }
+      close(code?: number, reason?: string) {
+        this.socket.close(code, reason);
+      }
+      addEventListener(type: 'open' | 'message' | 'close' | 'error', listener: (event: any) => void) {
+        this.socket.addEventListener(type, type === 'error' ? () => listener({}) : listener);
+      }
+    };
+    const realtime = createClient({ baseUrl: service.url, apiKey: 'wrong' }).realtime({ WebSocket: Silent, reconnect: { initialDelayMs: 10 } });
+    const errors = record(realtime, 'error');
+    const closed = realtime.once('close');
+    realtime.connect();
+    expect((await closed).reconnectInMs).toBeNull();
+    expect(errors.map((e) => e.error)).toEqual([expect.objectContaining({ status: 401, code: 'unauthorized' })]);
+    realtime.close();
+  });
+
   it('a refused key is a 401 error event, and it does not retry', async () => {
     const realtime = createClient({ baseUrl: service.url, apiKey: 'wrong' }).realtime({ reconnect: { initialDelayMs: 10 } });
     const errors = record(realtime, 'error');
