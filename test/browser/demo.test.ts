@@ -182,6 +182,22 @@ describe.skipIf(fixturesMissing || chromiumMissing)('demo page in Chromium again
     console.log(`screenshot: ${screenshot}`);
   });
 
+  it('the API key field is kept in localStorage and sent with HTTP calls and the realtime socket', async () => {
+    await page.fill('#api-key', 'demo-key');
+    await page.click('#key-form button[type="submit"]');
+    await page.reload();
+    expect(await page.inputValue('#api-key')).toBe('demo-key');
+
+    const recognizeCall = page.waitForRequest((request) => request.url().endsWith('/api/v1/recognize'));
+    await page.setInputFiles('#photo-file', testdataPath('faces/obama/2.jpg'));
+    expect((await recognizeCall).headers().authorization).toBe('Bearer demo-key');
+
+    const socket = page.waitForEvent('websocket');
+    await page.click('#live-start');
+    expect(new URL((await socket).url()).searchParams.get('api_key')).toBe('demo-key');
+    await page.click('#live-stop');
+  });
+
   it('ran without a script error', () => {
     expect(pageErrors).toEqual([]);
   });
