@@ -148,11 +148,26 @@ export async function fetchSourceImages(db: Queryable, source: Source, ctids: st
   return rows.map((r) => ({ ...sourceRow(source.table, r), image: r.image }));
 }
 
+/** What a table holds, summed up: changes whenever a row holding an image is inserted, updated or deleted. */
+export interface TableSummary {
+  count: number;
+  /** Sum of the rows' xmin: an update replaces a row version by one with a newer xmin. */
+  xminSum: bigint;
+}
+
 export interface Fingerprint {
   /** The visitor tables' oids as resolved now; compare with sourceOids() to notice DDL. */
   tables: string;
-  /** Changes whenever a row holding an image is inserted, updated or deleted. */
-  rows: string;
+  summaries: Map<SourceTable, TableSummary>;
+}
+
+export function sameSummary(a: TableSummary | undefined, b: TableSummary | undefined): boolean {
+  return a !== undefined && b !== undefined && a.count === b.count && a.xminSum === b.xminSum;
+}
+
+/** The summary of a list of rows, as sourceFingerprint() would give for exactly these rows. */
+export function summarise(rows: SourceRow[]): TableSummary {
+  return { count: rows.length, xminSum: rows.reduce((sum, r) => sum + BigInt(r.xmin), 0n) };
 }
 
 /**
@@ -165,10 +180,26 @@ export async function sourceFingerprint(db: Queryable, sources: Source[]): Promi
   const perSource = sources.map(
     (s) => `(SELECT count(*)::text || ':' || coalesce(sum(xmin::text::bigint), 0)::text FROM ${s.relation} WHERE ${rowsWithImage(s)})`,
   );
-  const [row] = await db.query<{ tables: string; rows: string }>(
-    `SELECT concat_ws('/', ${tables}) AS tables, concat_ws('|', ${['\'\'', ...perSource].join(', ')}) AS rows`,
+  const [row] = await db.query<{ tables: string; summaries: string[] }>(
+    `SELECT concat_ws('/', ${tables}) AS tables, ARRAY[${perSource.join(', ')}]::text[] AS summaries`,
   );
-  return row;
+  const summaries = new Map(
+    sources.map((s, i) => {
+      const [count, sum] = row.summaries[i].split(':');
+      return [s.table, { count: Number(count), xminSum: BigInt(sum) }];
+    }),
+  );
+  return { tables: row.tables, summaries };
+}
+
+/** Rows holding an image whose xmin is above `xmin`: the row versions written since. */
+export async function listSourceRowsSince(db: Queryable, source: Source, xmin: number): Promise<SourceRow[]> {
+  const rows = await db.query<{ ctid: string; xmin: string; visitor_id: string }>(
+    `SELECT ctid::text AS ctid, xmin::text AS xmin, ${source.visitorColumn}::text AS visitor_id
+       FROM ${source.relation} WHERE ${rowsWithImage(source)} AND xmin::text::bigint > $1`,
+    [xmin],
+  );
+  return rows.map((r) => sourceRow(source.table, r));
 }
 
 /** The oids of the visitor tables as resolved now ('' for an absent one), in SOURCE_TABLES order. */

@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { FaceRecogError } from '../errors.js';
-import type { Catalog } from './catalog.js';
+import type { Catalog, Face } from './catalog.js';
 import type { Database, Listener } from './db.js';
 import { sqlState } from './db.js';
 import type { CachedFeature, FeatureCache, NewFeature, Outcome } from './feature-cache.js';
@@ -17,11 +17,16 @@ import {
   fetchSourceImages,
   introspectSources,
   listSourceRows,
+  listSourceRowsSince,
+  sameSummary,
   sourceFingerprint,
   sourceOids,
+  summarise,
   type DigestedRow,
   type Source,
   type SourceRow,
+  type SourceTable,
+  type TableSummary,
 } from './sources.js';
 import type { Extractor, GalleryStatus } from './types.js';
 
@@ -64,6 +69,16 @@ function digestOf(image: string): Buffer {
 
 function byTable<T extends SourceRow>(rows: T[], sources: Source[]): [Source, T[]][] {
   return sources.map((s) => [s, rows.filter((r) => r.table === s.table)] as [Source, T[]]).filter(([, list]) => list.length > 0);
+}
+
+/** What the catalog holds of one table: the summary of the rows it was built from, and their newest xmin. */
+interface Reflection {
+  summary: TableSummary;
+  maxXmin: number;
+}
+
+function reflection(rows: SourceRow[]): Reflection {
+  return { summary: summarise(rows), maxXmin: rows.reduce((max, r) => Math.max(max, r.xmin), 0) };
 }
 
 function chunks<T>(items: T[], size: number): T[][] {
@@ -120,7 +135,7 @@ export class GallerySync {
   /** The visitor tables must be looked at again (start, error, DDL, triggers installed). */
   private introspectionDue = true;
   private problems = '';
-  private lastRows: string | null = null;
+  private reflected = new Map<SourceTable, Reflection>();
   private force = true;
   private closed = false;
   private failures = 0;
@@ -143,7 +158,7 @@ export class GallerySync {
     this.loop ??= this.run();
   }
 
-  /** Check for changes now; `reconcile` skips the fingerprint comparison. */
+  /** Check for changes now; `reconcile` asks for a full reconcile, not only the change check. */
   wake(reconcile = false): void {
     if (reconcile) this.force = true;
     this.wokenEarly = true;
@@ -279,10 +294,12 @@ export class GallerySync {
       this.force = true;
     }
     this.markUp();
-    if (this.force || fingerprint.rows !== this.lastRows) {
+    const changed = this.sources.filter((s) => !sameSummary(fingerprint.summaries.get(s.table), this.reflected.get(s.table)?.summary));
+    if (this.force) {
       this.force = false;
       await this.reconcile();
-      this.lastRows = fingerprint.rows;
+    } else if (changed.length > 0) {
+      await this.follow(changed);
     }
     this.state.syncing = false;
     this.state.lastSyncAt = new Date().toISOString();
@@ -311,14 +328,49 @@ export class GallerySync {
     this.logger.debug({ sources: sources.map((s) => ({ table: s.table, image: s.imageColumnName, notifies: s.notifies })) }, 'visitor tables');
   }
 
+  /** Lists every row holding an image, drops the faces whose row version is gone, adds the new ones. */
   private async reconcile(): Promise<void> {
-    const { catalog } = this.options;
-    const sources = this.sources;
-    const rows = (await Promise.all(sources.map((s) => listSourceRows(this.db!, s)))).flat();
-    const { gone, fresh } = catalog.diff(rows);
+    const listed = await Promise.all(this.sources.map(async (s) => [s.table, await listSourceRows(this.db!, s)] as const));
+    const { gone, fresh } = this.options.catalog.diff(listed.flatMap(([, rows]) => rows));
     // Gone faces leave the index at once; their cache rows are deleted after the new rows are in,
     // so an unchanged image under a new row version can reuse its embedding.
-    await catalog.remove(gone);
+    await this.options.catalog.remove(gone);
+    await this.store(fresh, gone);
+    this.reflected = new Map(listed.map(([table, rows]) => [table, reflection(rows)]));
+  }
+
+  /**
+   * The common change, new images, without listing every row: the row versions newer than the
+   * newest one the catalog holds. If the tables' summaries grew by exactly those rows, nothing
+   * else changed; otherwise (update, delete, a late commit of an older transaction) reconcile.
+   */
+  private async follow(changed: Source[]): Promise<void> {
+    const { fingerprint, added } = await this.db!.transaction(async (tx) => {
+      await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
+      const fingerprint = await sourceFingerprint(tx, this.sources);
+      const added = new Map<SourceTable, SourceRow[]>();
+      for (const s of changed) added.set(s.table, await listSourceRowsSince(tx, s, this.reflected.get(s.table)?.maxXmin ?? 0));
+      return { fingerprint, added };
+    });
+    const insertsOnly = this.sources.every((s) => {
+      const before = this.reflected.get(s.table);
+      const extra = summarise(added.get(s.table) ?? []);
+      return before && sameSummary(fingerprint.summaries.get(s.table), { count: before.summary.count + extra.count, xminSum: before.summary.xminSum + extra.xminSum });
+    });
+    if (!insertsOnly) {
+      this.logger.debug('visitor tables changed beyond inserts; reconciling every row');
+      return this.reconcile();
+    }
+    await this.store([...added.values()].flat(), []);
+    for (const [table, rows] of added) {
+      const before = this.reflected.get(table)!;
+      this.reflected.set(table, { summary: fingerprint.summaries.get(table)!, maxXmin: Math.max(before.maxXmin, reflection(rows).maxXmin) });
+    }
+  }
+
+  /** Extracts (or reuses) the fresh rows, then deletes the cache rows of the gone faces. */
+  private async store(fresh: SourceRow[], gone: Face[]): Promise<void> {
+    const { catalog } = this.options;
     if (fresh.length === 0) {
       await this.cache!.remove(gone.map((f) => f.featureId));
       if (gone.length) this.logger.info({ removed: gone.length, faces: catalog.faces }, 'gallery updated');
@@ -330,7 +382,7 @@ export class GallerySync {
     const saved = new Set<number>();
     for (const chunk of chunks(fresh, DIGEST_CHUNK)) {
       if (this.closed) return;
-      for (const id of await this.processChunk(sources, chunk, progress)) saved.add(id);
+      for (const id of await this.processChunk(this.sources, chunk, progress)) saved.add(id);
     }
     // An upsert into a reused row slot keeps the slot's id: never delete what was just saved.
     await this.cache!.remove(gone.map((f) => f.featureId).filter((id) => !saved.has(id)));

@@ -10,9 +10,11 @@ import {
   fetchSourceImages,
   introspectSources,
   listSourceRows,
+  listSourceRowsSince,
   rowVersionKey,
   sourceFingerprint,
   sourceOids,
+  summarise,
 } from '../../src/gallery/sources.js';
 import { startTestPostgres, type TestPostgres } from './helpers.js';
 
@@ -69,7 +71,7 @@ describe('visitor tables', () => {
 
   it('changes its fingerprint on every insert, update and delete, and not otherwise', async () => {
     const { sources } = await introspectSources(db);
-    const fingerprint = async () => (await sourceFingerprint(db, sources)).rows;
+    const fingerprint = async () => JSON.stringify([...(await sourceFingerprint(db, sources)).summaries], (_, v) => (typeof v === 'bigint' ? String(v) : v));
     const start = await fingerprint();
     await db.query(`SELECT * FROM visitors`);
     expect(await fingerprint()).toBe(start);
@@ -84,6 +86,25 @@ describe('visitor tables', () => {
     expect(afterSecondUpdate).not.toBe(afterUpdate);
     await db.query(`DELETE FROM visitor_images WHERE visitor_id = 'd'`);
     expect(await fingerprint()).not.toBe(afterSecondUpdate);
+  });
+
+  it('sums up a table as its listing does, and an insert as exactly the rows written since', async () => {
+    const { sources } = await introspectSources(db);
+    const images = sources.find((s) => s.table === 'visitor_images')!;
+    const listed = await listSourceRows(db, images);
+    const before = (await sourceFingerprint(db, sources)).summaries.get('visitor_images')!;
+    expect(summarise(listed)).toEqual(before);
+    const newest = Math.max(...listed.map((r) => r.xmin));
+    expect(await listSourceRowsSince(db, images, newest)).toEqual([]);
+    await db.query(`INSERT INTO visitor_images (visitor_id, base64image) VALUES ('e', 'ZQ=='), ('f', 'Zg==')`);
+    const since = await listSourceRowsSince(db, images, newest);
+    expect(since.map((r) => r.visitorId)).toEqual(['e', 'f']);
+    const added = summarise(since);
+    expect((await sourceFingerprint(db, sources)).summaries.get('visitor_images')).toEqual({
+      count: before.count + added.count,
+      xminSum: before.xminSum + added.xminSum,
+    });
+    await db.query(`DELETE FROM visitor_images WHERE visitor_id IN ('e', 'f')`);
   });
 
   it('confirms row versions: gone after a delete or update, present otherwise', async () => {
