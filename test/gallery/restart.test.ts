@@ -10,11 +10,11 @@ import { base64Of, embeddingOf, engineExtractor, openGallery, startTestPostgres,
 describe.skipIf(fixturesMissing)('gallery across a database restart', () => {
   let pg: TestPostgres;
   let db: Database;
+  let url: string;
   let gallery: GalleryHandle;
 
   beforeAll(async () => {
     pg = await startTestPostgres();
-    let url: string;
     ({ url, db } = await pg.database('restart'));
     await db.query(`CREATE TABLE visitors (visitor_id text PRIMARY KEY, base64image text)`);
     await db.query(`INSERT INTO visitors VALUES ('obama', $1)`, [base64Of('faces/obama/1.jpg')]);
@@ -59,5 +59,26 @@ describe.skipIf(fixturesMissing)('gallery across a database restart', () => {
       return m?.visitorId === 'kit' ? m : undefined;
     }, 2_000);
     expect(match.similarity).toBeGreaterThan(0.44);
+  });
+
+  it('starts while the database is down and connects when it comes up', async () => {
+    await pg.stop();
+    const counting = await engineExtractor();
+    const late = await openGallery(url, counting.extractor);
+    try {
+      let ready = false;
+      void late.ready.then(() => (ready = true));
+      expect(late.status()).toMatchObject({ database: 'down', faces: 0 });
+      await expect(late.search([await embeddingOf('faces/obama/2.jpg')])).rejects.toMatchObject({ code: 'gallery_unavailable' });
+      await waitFor('a failed connection attempt', () => (/unavailable/.test(late.status().error ?? '') ? true : undefined));
+      expect(ready).toBe(false);
+
+      await pg.start();
+      await late.ready;
+      expect(late.status()).toMatchObject({ database: 'up', syncing: false, faces: 2, error: null });
+      expect(counting.calls).toEqual([]);
+    } finally {
+      await late.close();
+    }
   });
 });
