@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { loadConfig, type Config } from '../config.js';
 import { FaceEngine } from '../engine/engine.js';
+import { downloadProgressReporter } from '../engine/models/progress.js';
 import { startGallery } from '../gallery/index.js';
 import type { Gallery } from '../gallery/types.js';
 import { buildApp } from './app.js';
@@ -67,6 +68,7 @@ async function main(config: Config): Promise<void> {
       dir: config.models.dir,
       offline: config.models.offline,
       mirror: config.models.mirror ?? undefined,
+      onProgress: downloadProgressReporter(),
       detector: config.models.detector,
       recognizer: config.models.recognizer,
       detect: config.detect,
