@@ -1,7 +1,7 @@
 // What the gallery knows in memory: every cached stored image (by row slot, to diff against the
 // visitor tables), and the searchable faces among them (by feature id, the vector index's key).
 import type { CachedFeature } from './feature-cache.js';
-import type { SourceRow, SourceTable } from './sources.js';
+import { SOURCE_TABLES, type SourceRow, type SourceTable } from './sources.js';
 import type { Hit, VectorIndex } from './vector-index.js';
 
 export interface Face {
@@ -20,13 +20,10 @@ export interface Diff {
   fresh: SourceRow[];
 }
 
-function slot(table: SourceTable, ctid: string): string {
-  return `${table}:${ctid}`;
-}
-
 export class Catalog {
   readonly index: VectorIndex;
-  private readonly bySlot = new Map<string, Face>();
+  /** Per table, by ctid (the row's slot): keys are the ctid strings the faces hold anyway. */
+  private readonly bySlot = new Map<SourceTable, Map<string, Face>>(SOURCE_TABLES.map((t) => [t, new Map()]));
   private readonly byFeature = new Map<number, Face>();
   private readonly facesPerVisitor = new Map<string, number>();
   private failedCount = 0;
@@ -47,17 +44,13 @@ export class Catalog {
     return this.failedCount;
   }
 
-  face(featureId: number): Face | undefined {
-    return this.byFeature.get(featureId);
-  }
-
   /** Adds cached features (replacing any face in the same row slot). */
   async add(features: CachedFeature[]): Promise<void> {
     const replaced: Face[] = [];
     const vectors: { key: number; vector: Float32Array }[] = [];
     for (const f of features) {
       if (f.source) {
-        const previous = this.bySlot.get(slot(f.source.table, f.source.ctid));
+        const previous = this.slots(f.source.table).get(f.source.ctid);
         if (previous) replaced.push(previous);
       }
       if (f.embedding) vectors.push({ key: f.id, vector: f.embedding });
@@ -66,7 +59,7 @@ export class Catalog {
     await this.index.add(vectors);
     for (const f of features) {
       const face: Face = { featureId: f.id, visitorId: f.visitorId, source: f.source, searchable: f.embedding !== null };
-      if (f.source) this.bySlot.set(slot(f.source.table, f.source.ctid), face);
+      if (f.source) this.slots(f.source.table).set(f.source.ctid, face);
       if (face.searchable) {
         this.byFeature.set(face.featureId, face);
         this.facesPerVisitor.set(face.visitorId, (this.facesPerVisitor.get(face.visitorId) ?? 0) + 1);
@@ -77,10 +70,10 @@ export class Catalog {
   }
 
   async remove(faces: Face[]): Promise<void> {
-    const present = faces.filter((f) => (f.source ? this.bySlot.get(slot(f.source.table, f.source.ctid)) === f : this.byFeature.get(f.featureId) === f));
+    const present = faces.filter((f) => (f.source ? this.slots(f.source.table).get(f.source.ctid) === f : this.byFeature.get(f.featureId) === f));
     await this.index.remove(present.filter((f) => f.searchable).map((f) => f.featureId));
     for (const face of present) {
-      if (face.source) this.bySlot.delete(slot(face.source.table, face.source.ctid));
+      if (face.source) this.slots(face.source.table).delete(face.source.ctid);
       if (!face.searchable) {
         this.failedCount--;
         continue;
@@ -94,16 +87,23 @@ export class Catalog {
 
   /** Compares the known stored images with the rows the visitor tables hold now. */
   diff(rows: SourceRow[]): Diff {
-    const current = new Map(rows.map((r) => [slot(r.table, r.ctid), r]));
     const gone: Face[] = [];
-    const unchanged = new Set<string>();
-    for (const [key, face] of this.bySlot) {
-      const row = current.get(key);
-      if (row && row.xmin === face.source!.xmin) unchanged.add(key);
-      else gone.push(face);
+    const fresh: SourceRow[] = [];
+    for (const table of SOURCE_TABLES) {
+      const known = this.slots(table);
+      const current = new Map(rows.filter((r) => r.table === table).map((r) => [r.ctid, r]));
+      for (const [ctid, face] of known) {
+        if (current.get(ctid)?.xmin !== face.source!.xmin) gone.push(face);
+      }
+      for (const [ctid, row] of current) {
+        if (known.get(ctid)?.source!.xmin !== row.xmin) fresh.push(row);
+      }
     }
-    const fresh = rows.filter((r) => !unchanged.has(slot(r.table, r.ctid)));
     return { gone, fresh };
+  }
+
+  private slots(table: SourceTable): Map<string, Face> {
+    return this.bySlot.get(table)!;
   }
 
   /** The k nearest searchable faces per query. */
