@@ -1,6 +1,6 @@
 // Shared by the benchmarks: where inputs live, how figures are summarised and where they are written.
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -19,6 +19,17 @@ export function percentile(values: number[], q: number): number {
 
 export const median = (values: number[]): number => percentile(values, 0.5);
 
+/** Median and 95th percentile of some timings, in ms. */
+export interface Latency {
+  p50: number;
+  p95: number;
+  n: number;
+}
+
+export function latencyOf(times: number[]): Latency {
+  return { p50: round2(median(times)), p95: round2(percentile(times, 0.95)), n: times.length };
+}
+
 export const round2 = (v: number): number => Math.round(v * 100) / 100;
 
 /** Runs `fn` `warmup` times, then `runs` times, returning each run's milliseconds. */
@@ -35,7 +46,14 @@ export async function timeRuns(runs: number, fn: () => Promise<unknown>, warmup 
 
 export function machine() {
   const cpuList = cpus();
-  return { cpus: cpuList.length, model: cpuList[0]?.model ?? 'unknown', node: process.version, date: new Date().toISOString() };
+  return {
+    cpus: cpuList.length,
+    model: cpuList[0]?.model ?? 'unknown',
+    node: process.version,
+    date: new Date().toISOString(),
+    /** 1, 5 and 15 minute load averages when the run started: other work on the machine skews every figure. */
+    load_average: loadavg().map(round2),
+  };
 }
 
 export function writeResult(name: string, data: unknown): string {

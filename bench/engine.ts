@@ -2,21 +2,16 @@
 // for a 640x480 and a 1920x1080 JPEG, next to OpenCV DNN's YuNet forward on the same 640x640 blob.
 // `npm run bench:engine [-- --quick]` prints a table and writes bench/results/engine.json.
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import sharp from 'sharp';
 import { alignToTemplate } from '../src/engine/align.js';
 import { FaceEngine } from '../src/engine/engine.js';
 import { decodeImage, type RgbImage } from '../src/engine/image.js';
-import { MODELS_DIR, QUICK, RECOGNIZER, REPO_ROOT, TESTDATA_DIR, machine, median, round2, timeRuns, writeResult } from './common.js';
+import { MODELS_DIR, QUICK, RECOGNIZER, REPO_ROOT, machine, median, round2, timeRuns, writeResult } from './common.js';
+import { jpegAt } from './inputs.js';
 
 const RUNS = QUICK ? 15 : 60;
-const SOURCE = 'faces/obama/4.jpg'; // 1480x832, one face
-
-async function jpegAt(width: number, height: number): Promise<Buffer> {
-  return sharp(readFileSync(join(TESTDATA_DIR, SOURCE))).resize(width, height, { fit: 'cover' }).jpeg({ quality: 90 }).toBuffer();
-}
 
 async function stages(engine: FaceEngine, jpeg: Buffer) {
   const image = await decodeImage(jpeg);
@@ -89,7 +84,9 @@ export async function benchEngine() {
   };
 }
 
-export function printEngine(r: Awaited<ReturnType<typeof benchEngine>>): void {
+export type EngineResult = Awaited<ReturnType<typeof benchEngine>>;
+
+export function printEngine(r: EngineResult): void {
   const rows = [r.jpeg_640x480, r.jpeg_1920x1080];
   console.log(`engine stages, median ms over ${r.runs} runs (${r.machine.cpus} x ${r.machine.model}, recognizer ${r.recognizer})`);
   console.table(

@@ -1,0 +1,74 @@
+// The service's gallery at scale. Real visitors are stored as the visitor backend would store them
+// (rows in the guide's tables, which the service reads on its own); beyond the real photos, the
+// gallery is filled with synthetic faces (`face-recog gallery synth`, random unit vectors in the
+// feature cache), which the service loads when it starts.
+import type { Database } from '../src/gallery/db.js';
+import { round2, type Latency } from './common.js';
+import { visitorId, type StoredPhoto } from './inputs.js';
+import { Service, type Memory } from './service.js';
+
+const SYNC_TIMEOUT_MS = 10 * 60_000;
+
+/** Stores `photos` as new visitors (one row each in `visitors`), numbered from `first`. */
+export async function enrol(db: Database, photos: StoredPhoto[], first: number): Promise<void> {
+  await db.query('INSERT INTO visitors (visitor_id, base64image) SELECT * FROM unnest($1::text[], $2::text[])', [
+    photos.map((p, i) => visitorId(p, first + i)),
+    photos.map((p) => p.base64),
+  ]);
+}
+
+export interface Reconcile {
+  images: number;
+  /** From the INSERT to /health counting every new image. */
+  seconds: number;
+  imagesPerS: number;
+}
+
+/**
+ * Inserts `photos` into visitor_images (new visitors numbered from `first`) while the service
+ * runs, and times how long until /health counts them all: no call tells the service about them.
+ */
+export async function reconcileRate(service: Service, db: Database, photos: StoredPhoto[], first: number): Promise<Reconcile> {
+  const before = await service.gallery();
+  const started = performance.now();
+  await db.query('INSERT INTO visitor_images (visitor_id, base64image) SELECT * FROM unnest($1::text[], $2::text[])', [
+    photos.map((p, i) => visitorId(p, first + i)),
+    photos.map((p) => p.base64),
+  ]);
+  const after = await service.waitForImages(before.faces + before.failed + photos.length, SYNC_TIMEOUT_MS);
+  const seconds = (performance.now() - started) / 1000;
+  if (after.failed > before.failed) throw new Error(`${after.failed - before.failed} of the new images yielded no face`);
+  return { images: photos.length, seconds: round2(seconds), imagesPerS: round2(photos.length / seconds) };
+}
+
+export interface Growth {
+  service: Service;
+  /** Synthetic faces added, and how long `face-recog gallery synth` took to write them. */
+  added: number;
+  synthSeconds: number;
+  /** From starting the service again to every face searchable. */
+  loadSeconds: number;
+}
+
+/** Adds synthetic faces up to `faces`, then restarts the service so that it loads them. */
+export async function growTo(service: Service, faces: number): Promise<Growth> {
+  const now = await service.gallery();
+  const added = faces - now.faces;
+  let started = performance.now();
+  await service.cli(['gallery', 'synth', '--count', String(added)]);
+  const synthSeconds = (performance.now() - started) / 1000;
+  await service.stop();
+  started = performance.now();
+  const restarted = await Service.start(service.dataDir);
+  await restarted.waitForImages(faces + now.failed, SYNC_TIMEOUT_MS);
+  const loadSeconds = (performance.now() - started) / 1000;
+  return { service: restarted, added, synthSeconds: round2(synthSeconds), loadSeconds: round2(loadSeconds) };
+}
+
+export interface SizePoint {
+  faces: number;
+  recognize: Latency;
+  memory: Memory;
+  synthSeconds: number | null;
+  loadSeconds: number | null;
+}

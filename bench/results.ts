@@ -1,0 +1,108 @@
+// The shape of bench/results/latest.json (times in ms, medians unless named), and the issue's
+// targets judged from it.
+import type { Latency, machine } from './common.js';
+import type { Throughput } from './http.js';
+import type { RealtimeRate } from './realtime.js';
+import type { EngineResult } from './engine.js';
+
+/** Keyed by gallery size (faces or visitors) or by client count, as JSON object keys. */
+export type BySize<T> = Record<string, T>;
+
+export interface BenchResults {
+  generated_by: string;
+  mode: 'full' | 'quick';
+  machine: ReturnType<typeof machine>;
+  recognizer: string;
+  duration_s: number;
+  engine: {
+    detect_640x480: number;
+    detect_1920x1080: number;
+    embed: number;
+    /** YuNet forward on the 640x640 blob that OpenCV is given too. */
+    ort_yunet_raw: number;
+    opencv_yunet_raw: number | null;
+    opencv_version: string | null;
+    detail: EngineResult;
+  };
+  /** A 640x480 one-face JPEG, one request at a time, with the 100-visitor gallery. */
+  http: { detect: Latency; extract_features: Latency; recognize: Latency; gallery_faces: number };
+  throughput_rps: { detect: BySize<number>; recognize: BySize<number> };
+  throughput_detail: { detect: Throughput[]; recognize: Throughput[] };
+  /** Results per second over all connections, each streaming 30 frames/s. */
+  realtime_fps: BySize<number>;
+  realtime_detail: RealtimeRate[];
+  gallery: {
+    recognize_p50: BySize<number>;
+    recognize_p95: BySize<number>;
+    rss_mb: BySize<number>;
+    peak_rss_mb: BySize<number>;
+    /** Seconds `face-recog gallery synth` took to write the synthetic faces added for this size. */
+    synth_s: BySize<number>;
+    /** Seconds from starting the service to every face searchable. */
+    load_s: BySize<number>;
+    on_the_fly_p50: BySize<number>;
+    on_the_fly_p95: BySize<number>;
+    on_the_fly_requests: BySize<number>;
+    reconcile_images_per_s: number;
+    reconcile: { images: number; seconds: number };
+    /** Stored image size: longer side in px. */
+    stored_max_side: number;
+  };
+  targets: Target[];
+}
+
+export interface Target {
+  id: 'scale' | 'on_the_fly' | 'opencv' | 'rss';
+  what: string;
+  /** The measured figure, as shown. */
+  measured: string;
+  goal: string;
+  /** Null when a figure it needs was not measured (quick run). */
+  met: boolean | null;
+}
+
+const fmt = (v: number, digits = 1) => v.toFixed(digits);
+
+export function judgeTargets(r: Omit<BenchResults, 'targets'>): Target[] {
+  const g = r.gallery;
+  const at100 = g.recognize_p50['100'];
+  const at1m = g.recognize_p50['1000000'];
+  const sizesAbove1000 = Object.keys(g.recognize_p50).map(Number).filter((n) => n >= 1000).sort((a, b) => a - b);
+  const ours1000 = sizesAbove1000.length ? g.recognize_p50[String(sizesAbove1000[0])] : undefined;
+  const guide1000 = g.on_the_fly_p50['1000'];
+  const rss1m = g.rss_mb['1000000'];
+  const { ort_yunet_raw: ort, opencv_yunet_raw: opencv } = r.engine;
+  return [
+    {
+      id: 'scale',
+      what: 'recognize p50 at 1,000,000 faces vs at 100',
+      measured: at1m === undefined ? 'not measured' : `${fmt(at1m)} ms vs ${fmt(at100)} ms (${fmt(at1m / at100, 2)}x)`,
+      goal: '<= 2x',
+      met: at1m === undefined ? null : at1m <= 2 * at100,
+    },
+    {
+      id: 'on_the_fly',
+      what: `recognize p50 at 1,000 visitors: the guide's on-the-fly design vs ours (ours at ${sizesAbove1000[0]?.toLocaleString('en-US') ?? '-'} faces)`,
+      measured:
+        guide1000 === undefined || ours1000 === undefined
+          ? 'not measured'
+          : `${fmt(guide1000, 0)} ms vs ${fmt(ours1000)} ms (${fmt(guide1000 / ours1000, 0)}x faster)`,
+      goal: '>= 20x faster',
+      met: guide1000 === undefined || ours1000 === undefined ? null : guide1000 >= 20 * ours1000,
+    },
+    {
+      id: 'opencv',
+      what: 'YuNet forward on the same 640x640 blob: onnxruntime (ours) vs OpenCV DNN',
+      measured: opencv === null ? `${fmt(ort, 2)} ms vs not measured` : `${fmt(ort, 2)} ms vs ${fmt(opencv, 2)} ms`,
+      goal: 'ours <= OpenCV',
+      met: opencv === null ? null : ort <= opencv,
+    },
+    {
+      id: 'rss',
+      what: 'service RSS with 1,000,000 faces',
+      measured: rss1m === undefined ? 'not measured' : `${rss1m} MB`,
+      goal: '<= 1536 MB (1.5 GB)',
+      met: rss1m === undefined ? null : rss1m <= 1536,
+    },
+  ];
+}

@@ -1,0 +1,175 @@
+// `npm run bench [-- --quick]`: every benchmark in one run on this machine, section after section:
+// engine stages and OpenCV, then the real service in its own process (HTTP latency, throughput,
+// WebSocket), the guide's on-the-fly design, reconcile, and the gallery grown to 1,000,000 faces.
+// Full run: bench/results/latest.json, bench/results/chart.svg and BENCHMARKS.md (<= 15 min).
+// --quick (CI, <= 2 min): smaller counts, written under bench/results/tmp/ so the published page stays.
+// Figures are printed, never asserted; a wrong answer or a crash fails the run.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FaceEngine } from '../src/engine/engine.js';
+import { MODELS_DIR, QUICK, RECOGNIZER, REPO_ROOT, RESULTS_DIR, machine, round2 } from './common.js';
+import { benchEngine, printEngine } from './engine.js';
+import { enrol, growTo, reconcileRate, type SizePoint } from './gallery.js';
+import { expectFaces, expectFeatures, expectQueryVisitor, throughput, timeRequests, type Throughput } from './http.js';
+import { STORED_MAX_SIDE, jpegAt, storedPhotos } from './inputs.js';
+import { benchOnTheFly, type OnTheFlyPoint } from './on-the-fly.js';
+import { realtimeRate, type RealtimeRate } from './realtime.js';
+import { headlineTable, writeReport } from './report.js';
+import { judgeTargets, type BenchResults } from './results.js';
+import { Service } from './service.js';
+
+const PLAN = QUICK
+  ? {
+      requests: 15,
+      throughputSeconds: 2,
+      realtimeSeconds: 3,
+      onTheFly: [{ visitors: 100, requests: 1 }],
+      reconcileImages: 100,
+      sizes: [10_000],
+    }
+  : {
+      requests: 60,
+      throughputSeconds: 10,
+      realtimeSeconds: 10,
+      // 1,000 visitors take about half a minute per request: three are timed.
+      onTheFly: [
+        { visitors: 100, requests: 5 },
+        { visitors: 1_000, requests: 3 },
+      ],
+      reconcileImages: 1_000,
+      sizes: [10_000, 100_000, 1_000_000],
+    };
+const VISITORS = 100;
+const CONCURRENCY = [1, 4, 16];
+const CONNECTIONS = [1, 4];
+
+function section(title: string): void {
+  console.log(`\n== ${title}`);
+}
+
+function bySize<T, V>(items: T[], key: (item: T) => number | string, value: (item: T) => V): Record<string, V> {
+  return Object.fromEntries(items.map((item) => [String(key(item)), value(item)]));
+}
+
+async function main(): Promise<void> {
+  const started = performance.now();
+  const machineAtStart = machine();
+  console.log(`face-recog benchmarks (${QUICK ? 'quick' : 'full'}): ${machineAtStart.cpus} x ${machineAtStart.model}, load average ${machineAtStart.load_average.join(' ')}`);
+
+  section('engine stages and OpenCV DNN (in process)');
+  const engine = await benchEngine();
+  printEngine(engine);
+
+  const query = (await jpegAt(640, 480)).toString('base64');
+  const queryBody = JSON.stringify({ image: query });
+  const photos = await storedPhotos(Math.max(VISITORS + PLAN.reconcileImages, ...PLAN.onTheFly.map((p) => p.visitors)));
+
+  const dataDir = await mkdtemp(join(tmpdir(), 'face-recog-bench-'));
+  let service = await Service.start(dataDir);
+  try {
+    section(`service started (pid ${service.pid}); enrolling ${VISITORS} visitors`);
+    const database = await service.database();
+    await enrol(database.db, photos.slice(0, VISITORS), 0);
+    const enrolled = await service.waitForImages(VISITORS, 120_000);
+    if (enrolled.failed > 0) throw new Error(`${enrolled.failed} of the ${VISITORS} visitor photos yielded no face`);
+
+    section('HTTP latency, 640x480 one-face JPEG');
+    const api = (path: string) => `${service.url}/api/v1/${path}`;
+    const http = {
+      detect: await timeRequests(api('detect'), queryBody, PLAN.requests, expectFaces),
+      extract_features: await timeRequests(api('extract-features'), queryBody, PLAN.requests, expectFeatures),
+      recognize: await timeRequests(api('recognize'), queryBody, PLAN.requests, expectQueryVisitor),
+      gallery_faces: enrolled.faces,
+    };
+    console.table(http);
+    const points: SizePoint[] = [{ faces: VISITORS, recognize: http.recognize, memory: service.memory(), synthSeconds: null, loadSeconds: null }];
+
+    section(`throughput, ${CONCURRENCY.join('/')} clients, ${PLAN.throughputSeconds} s each`);
+    const tp: { detect: Throughput[]; recognize: Throughput[] } = { detect: [], recognize: [] };
+    for (const [endpoint, check] of [['detect', expectFaces], ['recognize', expectQueryVisitor]] as const) {
+      for (const c of CONCURRENCY) tp[endpoint].push(await throughput(api(endpoint), queryBody, c, PLAN.throughputSeconds, check));
+    }
+    console.table([...tp.detect.map((t) => ({ endpoint: 'detect', ...t })), ...tp.recognize.map((t) => ({ endpoint: 'recognize', ...t }))]);
+
+    section(`WebSocket, ${CONNECTIONS.join('/')} connections streaming 30 frames/s, ${PLAN.realtimeSeconds} s each`);
+    const realtime: RealtimeRate[] = [];
+    for (const c of CONNECTIONS) realtime.push(await realtimeRate(service.wsUrl, query, c, PLAN.realtimeSeconds));
+    console.table(realtime);
+
+    section("the guide's on-the-fly design");
+    const guideEngine = await FaceEngine.load({ dir: MODELS_DIR, offline: true, detector: 'yunet-2023mar', recognizer: RECOGNIZER });
+    const onTheFly: OnTheFlyPoint[] = await benchOnTheFly(guideEngine, database.db, photos, queryBody, { sizes: PLAN.onTheFly });
+
+    section(`reconcile: ${PLAN.reconcileImages} new images inserted while the service runs`);
+    const reconcile = await reconcileRate(service, database.db, photos.slice(VISITORS, VISITORS + PLAN.reconcileImages), VISITORS);
+    console.log(`${reconcile.images} images searchable after ${reconcile.seconds} s: ${reconcile.imagesPerS} images/s`);
+    await database.close();
+
+    for (const faces of PLAN.sizes) {
+      section(`gallery of ${faces.toLocaleString('en-US')} faces`);
+      const growth = await growTo(service, faces);
+      service = growth.service;
+      console.log(`synth of ${growth.added} faces: ${growth.synthSeconds} s; restart to searchable: ${growth.loadSeconds} s`);
+      const recognize = await timeRequests(api('recognize'), queryBody, PLAN.requests, expectQueryVisitor);
+      points.push({ faces, recognize, memory: service.memory(), synthSeconds: growth.synthSeconds, loadSeconds: growth.loadSeconds });
+      console.log(`recognize p50 ${recognize.p50} ms, p95 ${recognize.p95} ms; RSS ${points.at(-1)!.memory.rssMb} MB`);
+    }
+
+    const partial: Omit<BenchResults, 'targets'> = {
+      generated_by: `npm run bench${QUICK ? ' -- --quick' : ''}`,
+      mode: QUICK ? 'quick' : 'full',
+      machine: machineAtStart,
+      recognizer: RECOGNIZER,
+      duration_s: round2((performance.now() - started) / 1000),
+      engine: {
+        detect_640x480: engine.jpeg_640x480.detect_ms,
+        detect_1920x1080: engine.jpeg_1920x1080.detect_ms,
+        embed: engine.jpeg_640x480.embed_ms,
+        ort_yunet_raw: engine.yunet_640x640_blob.ort_ms,
+        opencv_yunet_raw: engine.yunet_640x640_blob.opencv_ms,
+        opencv_version: engine.yunet_640x640_blob.opencv,
+        detail: engine,
+      },
+      http,
+      throughput_rps: {
+        detect: bySize(tp.detect, (t) => `c${t.concurrency}`, (t) => t.rps),
+        recognize: bySize(tp.recognize, (t) => `c${t.concurrency}`, (t) => t.rps),
+      },
+      throughput_detail: tp,
+      realtime_fps: bySize(realtime, (t) => `c${t.connections}`, (t) => t.resultsPerS),
+      realtime_detail: realtime,
+      gallery: {
+        recognize_p50: bySize(points, (p) => p.faces, (p) => p.recognize.p50),
+        recognize_p95: bySize(points, (p) => p.faces, (p) => p.recognize.p95),
+        rss_mb: bySize(points, (p) => p.faces, (p) => p.memory.rssMb),
+        peak_rss_mb: bySize(points, (p) => p.faces, (p) => p.memory.peakMb),
+        synth_s: bySize(points.filter((p) => p.synthSeconds !== null), (p) => p.faces, (p) => p.synthSeconds!),
+        load_s: bySize(points.filter((p) => p.loadSeconds !== null), (p) => p.faces, (p) => p.loadSeconds!),
+        on_the_fly_p50: bySize(onTheFly, (p) => p.visitors, (p) => p.latency.p50),
+        on_the_fly_p95: bySize(onTheFly, (p) => p.visitors, (p) => p.latency.p95),
+        on_the_fly_requests: bySize(onTheFly, (p) => p.visitors, (p) => p.latency.n),
+        reconcile_images_per_s: reconcile.imagesPerS,
+        reconcile: { images: reconcile.images, seconds: reconcile.seconds },
+        stored_max_side: STORED_MAX_SIDE,
+      },
+    };
+    const results: BenchResults = { ...partial, targets: judgeTargets(partial) };
+    const outDir = QUICK ? join(RESULTS_DIR, 'tmp') : RESULTS_DIR;
+    mkdirSync(outDir, { recursive: true });
+    const resultsPath = join(outDir, QUICK ? 'quick.json' : 'latest.json');
+    writeFileSync(resultsPath, `${JSON.stringify(results, null, 2)}\n`);
+    const markdownPath = QUICK ? join(outDir, 'BENCHMARKS.md') : join(REPO_ROOT, 'BENCHMARKS.md');
+    writeReport(results, markdownPath, join(outDir, 'chart.svg'));
+
+    section('headline');
+    console.log(headlineTable(results));
+    console.log(`\nwrote ${resultsPath}, ${markdownPath} and its chart in ${Math.round(results.duration_s)} s`);
+  } finally {
+    await service.stop();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+await main();
