@@ -128,8 +128,8 @@ export class Database implements Queryable {
       await client.query('ROLLBACK').catch(() => undefined);
       throw error;
     } finally {
-      // A connection that failed mid-transaction is not given back to the pool.
-      client.release(failure instanceof FaceRecogError && failure.code === 'gallery_unavailable' ? (failure as Error) : undefined);
+      // A connection that failed mid-transaction is destroyed, not given back to the pool.
+      client.release(failure instanceof FaceRecogError && failure.code === 'gallery_unavailable');
     }
   }
 
