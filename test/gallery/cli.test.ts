@@ -11,7 +11,7 @@ import { registerDbCommands } from '../../src/cli/commands/db.js';
 import { registerGalleryCommands } from '../../src/cli/commands/gallery.js';
 import { registerVisitorsCommands } from '../../src/cli/commands/visitors.js';
 import { Database } from '../../src/gallery/db.js';
-import { startEmbeddedPostgres } from '../../src/gallery/embedded.js';
+import { startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/gallery/embedded.js';
 import { decodeEmbedding } from '../../src/gallery/feature-cache.js';
 import type { GalleryHandle } from '../../src/gallery/index.js';
 import { fixturesMissing, REPO_ROOT, readTestdata, testdataPath } from '../helpers/fixtures.js';
@@ -37,6 +37,7 @@ describe.skipIf(fixturesMissing)('face-recog visitors / gallery / db commands', 
   let dataDir: string;
   let photos: string;
   let db: Database;
+  let server: EmbeddedDatabase | undefined;
   const env = { DATA_DIR: process.env.DATA_DIR, DATABASE_URL: process.env.DATABASE_URL };
 
   beforeAll(async () => {
@@ -57,6 +58,7 @@ describe.skipIf(fixturesMissing)('face-recog visitors / gallery / db commands', 
 
   afterAll(async () => {
     await db?.close();
+    await server?.stop();
     process.env.DATA_DIR = env.DATA_DIR;
     if (env.DATABASE_URL !== undefined) process.env.DATABASE_URL = env.DATABASE_URL;
     await rm(dataDir, { recursive: true, force: true });
@@ -71,8 +73,10 @@ describe.skipIf(fixturesMissing)('face-recog visitors / gallery / db commands', 
     expect(out.join('\n')).toMatch(/ignored .*notes\.txt/);
     expect(out[out.length - 1]).toMatch(/^stored 5 images of 3 visitors as base64 in postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:\d+\/postgres$/);
 
-    // Read the tables back through a connection of our own (joining the embedded server).
-    const server = await startEmbeddedPostgres({ dataDir, logger });
+    // Read the tables back through a connection of our own. The command stopped the server it
+    // started, so this starts it again; the commands and the gallery below join it.
+    server = await startEmbeddedPostgres({ dataDir, logger });
+    expect(server.owner).toBe(true);
     db = new Database(server.url, logger);
     const main = await db.query<{ visitor_id: string; base64image: string }>(`SELECT visitor_id, base64image FROM visitors ORDER BY visitor_id`);
     expect(main.map((r) => r.visitor_id)).toEqual(['biden', 'kit', 'obama']);
