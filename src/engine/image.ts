@@ -45,6 +45,14 @@ export function sniffFormat(bytes: Uint8Array): string | null {
 const DATA_URL = /^data:([^;,]*)((?:;[^;,]*)*),/;
 const BASE64_BODY = /^[A-Za-z0-9+/_-]*={0,2}$/;
 
+// The client's own text is quoted in messages only this far: messages are logged, and whatever
+// stands where a media type should (base64 pasted in the wrong place) must not reach a log.
+const MAX_QUOTED = 40;
+
+function clip(text: string): string {
+  return text.length > MAX_QUOTED ? `${text.slice(0, MAX_QUOTED)}...` : text;
+}
+
 function invalidImage(message: string): FaceRecogError {
   return new FaceRecogError('invalid_image', message);
 }
@@ -55,7 +63,7 @@ export function decodeImagePayload(payload: string, maxBytes: number): Buffer {
   const dataUrl = DATA_URL.exec(payload);
   if (dataUrl) {
     const [prefix, mime, params] = dataUrl;
-    if (!/^image\//i.test(mime)) throw invalidImage(`data URL has media type '${mime || 'none'}'; expected image/jpeg, image/png or image/webp`);
+    if (!/^image\//i.test(mime)) throw invalidImage(`data URL has media type '${clip(mime) || 'none'}'; expected image/jpeg, image/png or image/webp`);
     if (!/;base64$/i.test(params)) throw invalidImage('data URL is not base64-encoded (missing ;base64)');
     body = payload.slice(prefix.length);
   }
