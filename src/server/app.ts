@@ -113,7 +113,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       max: config.rateLimitPerMinute,
       timeWindow: MINUTE_MS,
       keyGenerator: (request) => request.apiKeyId ?? request.ip,
-      allowList: (request) => !requiresKey(request.url),
+      allowList: (request) => !requiresKey(request),
       errorResponseBuilder: (_request, context) =>
         new FaceRecogError('rate_limited', `rate limit of ${context.max} requests per minute exceeded; retry in ${context.after}`, {
           retryAfterS: Math.ceil(context.ttl / 1000),

@@ -44,6 +44,15 @@ export class ApiKeys {
   }
 }
 
+/**
+ * The path of the route that answers the request, else the path as sent. The router decodes
+ * %-escapes, so "/%61pi/v1/detect" is answered by /api/v1/detect: deciding by the raw URL alone
+ * would let it through without a key.
+ */
+function answeringPath(request: FastifyRequest): string {
+  return request.routeOptions.url ?? request.url;
+}
+
 /** The key a request presents: Authorization: Bearer, X-API-Key, or (WebSocket only) ?api_key=. */
 export function presentedKey(request: FastifyRequest): string | undefined {
   const authorization = request.headers.authorization;
@@ -51,22 +60,23 @@ export function presentedKey(request: FastifyRequest): string | undefined {
   if (bearer) return bearer[1].trim();
   const header = request.headers['x-api-key'];
   if (typeof header === 'string') return header.trim();
-  if (request.url.startsWith('/ws/')) {
+  if (answeringPath(request).startsWith('/ws/')) {
     const query = request.query as Record<string, unknown> | undefined;
     if (typeof query?.api_key === 'string') return query.api_key;
   }
   return undefined;
 }
 
-export function requiresKey(url: string): boolean {
-  return PROTECTED.test(url);
+/** Protected when the answering route is, or when the path as sent names a protected place (unknown /api/... routes too). */
+export function requiresKey(request: FastifyRequest): boolean {
+  return PROTECTED.test(answeringPath(request)) || PROTECTED.test(request.url);
 }
 
 export function installAuth(app: FastifyInstance, keys: ApiKeys): void {
   app.decorateRequest('apiKeyId', null);
   if (!keys.enabled) return;
   app.addHook('onRequest', async (request, reply) => {
-    if (!requiresKey(request.url)) return;
+    if (!requiresKey(request)) return;
     request.apiKeyId = keys.identify(presentedKey(request));
     if (request.apiKeyId !== null) return;
     reply.header('www-authenticate', 'Bearer realm="face-recog"');
