@@ -14,7 +14,7 @@ import { requestId } from './logging.js';
 import type { ServiceMetrics } from './metrics.js';
 import { installOpenApi } from './openapi.js';
 import { InferencePipeline } from './pipeline.js';
-import { RealtimeHub, realtimeRoutes } from './realtime.js';
+import { REALTIME_PATHS, RealtimeHub, realtimeRoutes } from './realtime.js';
 import { apiRoutes } from './routes.js';
 import type { InferenceScheduler } from './scheduler.js';
 
@@ -106,6 +106,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(websocket, {
     options: { maxPayload: config.ws.maxMessageBytes },
     preClose: () => hub.shutdown(),
+  });
+  // @fastify/websocket upgrades a handshake on any GET route (and closes it at once where no socket
+  // handler is): only the realtime paths take one, everywhere else the handshake is refused.
+  app.addHook('onRequest', async (request) => {
+    const upgrade = request.headers.upgrade?.toLowerCase() === 'websocket';
+    if (upgrade && !(REALTIME_PATHS as readonly string[]).includes(request.routeOptions.url ?? '')) {
+      throw new FaceRecogError('not_found', `WebSocket connections are accepted at ${REALTIME_PATHS[0]} only`);
+    }
   });
   installAuth(app, new ApiKeys(config.auth.apiKeys));
   if (config.rateLimitPerMinute > 0) {
