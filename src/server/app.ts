@@ -9,7 +9,7 @@ import type { FaceEngine } from '../engine/engine.js';
 import { FaceRecogError } from '../errors.js';
 import type { Gallery } from '../gallery/types.js';
 import { ApiKeys, installAuth, requiresKey } from './auth.js';
-import { installErrorHandling } from './error-handler.js';
+import { handleError, installErrorHandling } from './error-handler.js';
 import { requestId } from './logging.js';
 import type { ServiceMetrics } from './metrics.js';
 import { installOpenApi } from './openapi.js';
@@ -60,6 +60,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     ajv: { customOptions: { coerceTypes: false } },
     // Requests arriving during shutdown get the contract's error shape (below), not Fastify's.
     return503OnClosing: false,
+    // So do requests the router cannot parse (a malformed %-escape in the path).
+    frameworkErrors: handleError,
   });
   const startedAt = Date.now();
 

@@ -34,6 +34,8 @@ function fromFastifyError(error: FastifyError): FaceRecogError {
       return new FaceRecogError('invalid_request', 'request body is not valid JSON');
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return new FaceRecogError('invalid_request', 'request body is empty; send a JSON object');
+    case 'FST_ERR_BAD_URL':
+      return new FaceRecogError('invalid_request', 'the request URL is not valid (a malformed %-escape)');
   }
   const status = error.statusCode ?? 500;
   if (status === 413) return new FaceRecogError('payload_too_large', error.message);
@@ -46,19 +48,27 @@ function isServerFault(error: FaceRecogError): boolean {
   return ERROR_STATUS[error.code] === 500;
 }
 
-export function installErrorHandling(app: FastifyInstance): void {
-  app.setErrorHandler((raw: FastifyError | FaceRecogError, request: FastifyRequest, reply: FastifyReply) => {
-    const error = raw instanceof FaceRecogError ? raw : fromFastifyError(raw);
-    if (isServerFault(error)) {
-      // The log gets the cause with its stack; the client gets the code and a plain message.
-      request.log.error({ err: raw }, 'request failed');
-    } else {
-      request.log.info({ code: error.code }, error.message);
-    }
-    return sendError(reply, error);
-  });
+/** Any error to its contract answer; server faults are logged with their cause. */
+export function handleError(raw: FastifyError | FaceRecogError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const error = raw instanceof FaceRecogError ? raw : fromFastifyError(raw);
+  if (isServerFault(error)) {
+    // The log gets the cause with its stack; the client gets the code and a plain message.
+    request.log.error({ err: raw }, 'request failed');
+  } else {
+    request.log.info({ code: error.code }, error.message);
+  }
+  return sendError(reply, error);
+}
 
-  app.setNotFoundHandler((request, reply) =>
-    sendError(reply, new FaceRecogError('not_found', `no route ${request.method} ${request.url.split('?')[0]}`)),
-  );
+// A path is quoted in a message only this far: messages are logged, and a path can be 16 KB of anything.
+const MAX_QUOTED_PATH = 100;
+
+export function installErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler(handleError);
+
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0];
+    const shown = path.length > MAX_QUOTED_PATH ? `${path.slice(0, MAX_QUOTED_PATH)}...` : path;
+    return sendError(reply, new FaceRecogError('not_found', `no route ${request.method} ${shown}`));
+  });
 }
