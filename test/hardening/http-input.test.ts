@@ -11,7 +11,7 @@ import { fixturesMissing } from '../helpers/fixtures.js';
 import { MemoryGallery } from '../server/helpers/memory-gallery.js';
 import { base64Of, startServer, type TestServer } from '../server/helpers/server.js';
 import { craftedCorpus, mutationSeeds, SMALL_PHOTO, type CraftedCase } from './helpers/corpus.js';
-import { contractViolations, fingerprints, outcomeOf, postJson, type Answer } from './helpers/http.js';
+import { contractViolations, fingerprints, outcomeOf, postJson, rawRequest, type Answer } from './helpers/http.js';
 import { allowedMb, settledMemory } from './helpers/memory.js';
 import { Reliability } from './helpers/reliability.js';
 
@@ -290,6 +290,21 @@ describe.skipIf(fixturesMissing)('hostile input over HTTP', () => {
     expect(({} as Record<string, unknown>).isAdmin).toBeUndefined();
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
     await stillServing();
+  });
+
+  it('answers odd request lines with the contract error: a malformed %-escape, a 16 KB path, a wrong method', async () => {
+    const cases: [string, string, string, string][] = [
+      ['malformed %-escape in the path', 'POST', '/api/v1/%ZZ', '400 invalid_request'],
+      ['16 KB path', 'POST', `/api/v1/${'x'.repeat(16_000)}`, '404 not_found'],
+      ['GET on a POST route', 'GET', '/api/v1/detect', '404 not_found'],
+      ['DELETE on /health', 'DELETE', '/health', '404 not_found'],
+    ];
+    for (const [name, method, path, expected] of cases) {
+      const answer = await rawRequest(server.url, method, path, AUTH, method === 'POST' ? { image: tinyPng } : undefined);
+      expect(contractViolations(answer), name).toEqual([]);
+      reliability.record(name, outcomeOf(answer));
+      expect(outcomeOf(answer), name).toBe(expected);
+    }
   });
 
   it('refuses a 100 MB body with 413, whether its length is declared or streamed', async () => {

@@ -1,5 +1,7 @@
 // Talking to a service that is being attacked: answers are read as text first (an answer that is
 // not JSON is itself a finding), and checked against the contract's error shape.
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
 import { ERROR_STATUS, type ErrorCode } from '../../../src/errors.js';
 
 export interface Answer {
@@ -58,4 +60,60 @@ export function fingerprints(payload: string): string[] {
   const body = payload.replace(/^data:[^,]*,/, '');
   if (body.length < 96) return [];
   return [0.25, 0.5, 0.75].map((at) => body.slice(Math.floor(body.length * at), Math.floor(body.length * at) + 32));
+}
+
+/**
+ * A request with its path sent exactly as given: fetch and WebSocket clients normalise dot
+ * segments and drop fragments before sending, which would hide what the server does with them.
+ */
+export function rawRequest(baseUrl: string, method: string, path: string, headers: Record<string, string> = {}, body?: unknown): Promise<Answer> {
+  const { hostname, port } = new URL(baseUrl);
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const request = http.request(
+      { host: hostname, port, method, path, agent: false, headers: { ...(payload ? { 'content-type': 'application/json' } : {}), ...headers } },
+      (response) => {
+        let text = '';
+        response.setEncoding('utf8').on('data', (chunk) => (text += chunk));
+        response.on('end', () => {
+          let parsed: any;
+          try {
+            parsed = JSON.parse(text);
+          } catch {
+            parsed = undefined;
+          }
+          const answerHeaders = new Headers();
+          for (const [name, value] of Object.entries(response.headers)) if (typeof value === 'string') answerHeaders.set(name, value);
+          resolve({ status: response.statusCode ?? 0, headers: answerHeaders, text, body: parsed });
+        });
+      },
+    );
+    request.on('error', reject);
+    request.end(payload);
+  });
+}
+
+/** A WebSocket opening handshake on a path sent exactly as given: 101 when the server upgrades, else its answer. */
+export function rawHandshake(baseUrl: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
+  const { hostname, port } = new URL(baseUrl);
+  return new Promise((resolve, reject) => {
+    const request = http.request({
+      host: hostname,
+      port,
+      path,
+      agent: false,
+      headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': randomBytes(16).toString('base64'), ...headers },
+    });
+    request.on('upgrade', (_response, socket) => {
+      socket.destroy();
+      resolve({ status: 101, body: null });
+    });
+    request.on('response', (response) => {
+      let text = '';
+      response.setEncoding('utf8').on('data', (chunk) => (text += chunk));
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, body: text ? JSON.parse(text) : null }));
+    });
+    request.on('error', reject);
+    request.end();
+  });
 }
