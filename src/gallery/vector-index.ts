@@ -7,6 +7,7 @@
 // mutation during a search would be read half-done: mutations wait for in-flight searches, and
 // searches arriving meanwhile wait for the mutation.
 import ort from 'onnxruntime-node';
+import { NO_SPINNING } from '../engine/models/session.js';
 import { FaceRecogError } from '../errors.js';
 import { topKModel } from './topk-model.js';
 
@@ -123,6 +124,7 @@ export class VectorIndex {
       intraOpNumThreads: options.threads ?? 0,
       interOpNumThreads: 1,
       logSeverityLevel: 3,
+      extra: NO_SPINNING,
     });
     return new VectorIndex(dimension, options.blockRows ?? DEFAULT_BLOCK_ROWS, session);
   }

@@ -13,6 +13,14 @@ export interface SessionOptions {
 // onnxruntime's warning level would print a line per output whenever a symbolic dim resolves.
 const LOG_ERRORS_ONLY = 3;
 
+/**
+ * Every session has its own intra-op thread pool, whose threads by default spin for a while after
+ * each run. The detector, the recognizer and the gallery search run one after another on the same
+ * cores, so each would find the previous one's threads still spinning: on 2 cores that doubled
+ * the gallery search and slowed detect and embed by a third. Idle threads sleep instead.
+ */
+export const NO_SPINNING = { session: { intra_op: { allow_spinning: '0' } } };
+
 export async function createSession(manifest: ModelManifest, path: string, options: SessionOptions = {}): Promise<ort.InferenceSession> {
   const bytes = await readFile(path);
   verifyModelBytes(manifest, bytes, path);
@@ -24,5 +32,6 @@ export async function createSession(manifest: ModelManifest, path: string, optio
     intraOpNumThreads: options.intraOpThreads ?? 0,
     interOpNumThreads: 1,
     logSeverityLevel: LOG_ERRORS_ONLY,
+    extra: NO_SPINNING,
   });
 }
