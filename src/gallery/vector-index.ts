@@ -1,7 +1,14 @@
 // Every searchable face as one row of an in-memory float32 matrix, searched exactly: cosine
 // similarity of L2-normalised vectors is their dot product, so the k best rows of
 // queries x matrix^T are the k nearest faces. The matrix is cut into blocks so that growing it
-// never copies more than one block, and the product runs in onnxruntime (topk-model.ts).
+// never copies more than one block.
+//
+// A search reads every row, so at a million faces its cost is memory traffic: 512 MB of float32
+// per query. Each row is therefore also kept as 8-bit codes (a quarter of the bytes), which
+// onnxruntime ranks (topk-model.ts); the best candidates per block (at least 32) are then scored
+// exactly from the float32 rows. Quantisation moves a dot product by about 1e-3, so a true hit
+// would be missed only if more than that many rows of its block came within 1e-3 of it: the hits
+// are those of the exact search, and every similarity returned is exact.
 //
 // onnxruntime-node hands the JavaScript buffers to its worker thread as they are (no copy), so a
 // mutation during a search would be read half-done: mutations wait for in-flight searches, and
@@ -9,7 +16,7 @@
 import ort from 'onnxruntime-node';
 import { NO_SPINNING } from '../engine/models/session.js';
 import { FaceRecogError } from '../errors.js';
-import { topKModel } from './topk-model.js';
+import { quantizedTopKModel } from './topk-model.js';
 
 export interface Hit {
   key: number;
@@ -23,7 +30,7 @@ export interface VectorEntry {
 }
 
 export interface VectorIndexOptions {
-  /** Rows per block (default 65,536: 32 MiB at 128 dimensions). */
+  /** Rows per block (default 65,536: 40 MiB at 128 dimensions). */
   blockRows?: number;
   /** onnxruntime intra-op threads per search; 0: one per core. */
   threads?: number;
@@ -31,9 +38,21 @@ export interface VectorIndexOptions {
 
 const DEFAULT_BLOCK_ROWS = 65_536;
 const FIRST_BLOCK_ROWS = 1_024;
+/** Codes are int8 + 128 (uint8), one scale per row. */
+const CODE_ZERO = 128;
+const CODE_MAX = 127;
+// Query codes stay within 7 bits: the AVX2 kernel adds two code x query products in 16 bits
+// (255 x 63 x 2 < 32,767), so larger query codes could saturate.
+const QUERY_CODE_MAX = 63;
+/** Candidates scored exactly per block and query: this many times k, and at least MIN_CANDIDATES. */
+const CANDIDATE_FACTOR = 4;
+const MIN_CANDIDATES = 32;
 
 class Block {
   vectors: Float32Array;
+  codes: Uint8Array;
+  /** Per row: the float32 component one code unit stands for. */
+  scales: Float32Array;
   keys: Float64Array;
   size = 0;
 
@@ -42,6 +61,8 @@ class Block {
     rows: number,
   ) {
     this.vectors = new Float32Array(rows * dimension);
+    this.codes = new Uint8Array(rows * dimension);
+    this.scales = new Float32Array(rows);
     this.keys = new Float64Array(rows);
   }
 
@@ -49,20 +70,67 @@ class Block {
     return this.keys.length;
   }
 
+  get bytes(): number {
+    return this.vectors.byteLength + this.codes.byteLength + this.scales.byteLength + this.keys.byteLength;
+  }
+
   /** Doubles the capacity, up to `max` rows; copies this block only. */
   grow(max: number): void {
     const rows = Math.min(max, this.capacity * 2);
+    const used = this.size * this.dimension;
     const vectors = new Float32Array(rows * this.dimension);
-    vectors.set(this.vectors.subarray(0, this.size * this.dimension));
+    vectors.set(this.vectors.subarray(0, used));
+    const codes = new Uint8Array(rows * this.dimension);
+    codes.set(this.codes.subarray(0, used));
+    const scales = new Float32Array(rows);
+    scales.set(this.scales.subarray(0, this.size));
     const keys = new Float64Array(rows);
     keys.set(this.keys.subarray(0, this.size));
     this.vectors = vectors;
+    this.codes = codes;
+    this.scales = scales;
     this.keys = keys;
   }
 
-  row(i: number): Float32Array {
-    return this.vectors.subarray(i * this.dimension, (i + 1) * this.dimension);
+  /** Stores `vector` in row `i`, with its codes. */
+  set(i: number, vector: Float32Array, key: number): void {
+    const from = i * this.dimension;
+    this.vectors.set(vector, from);
+    let largest = 0;
+    for (const v of vector) largest = Math.max(largest, Math.abs(v));
+    const scale = largest / CODE_MAX;
+    for (let d = 0; d < this.dimension; d++) this.codes[from + d] = scale > 0 ? Math.round(vector[d] / scale) + CODE_ZERO : CODE_ZERO;
+    this.scales[i] = scale;
+    this.keys[i] = key;
   }
+
+  /** Copies row `j` of `other` into row `i`. */
+  copyRow(i: number, other: Block, j: number): void {
+    const d = this.dimension;
+    this.vectors.set(other.vectors.subarray(j * d, (j + 1) * d), i * d);
+    this.codes.set(other.codes.subarray(j * d, (j + 1) * d), i * d);
+    this.scales[i] = other.scales[j];
+    this.keys[i] = other.keys[j];
+  }
+
+  dot(i: number, query: Float32Array): number {
+    const from = i * this.dimension;
+    let sum = 0;
+    for (let d = 0; d < this.dimension; d++) sum += this.vectors[from + d] * query[d];
+    return sum;
+  }
+}
+
+/** Queries as int8 codes, one query per column ([dimension, m]); each query's own scale does not change its ranking. */
+function queryCodes(queries: Float32Array[], dimension: number): Int8Array {
+  const codes = new Int8Array(dimension * queries.length);
+  queries.forEach((q, column) => {
+    let largest = 0;
+    for (const v of q) largest = Math.max(largest, Math.abs(v));
+    if (largest === 0) return;
+    for (let d = 0; d < dimension; d++) codes[d * queries.length + column] = Math.round((q[d] / largest) * QUERY_CODE_MAX);
+  });
+  return codes;
 }
 
 /** Many concurrent readers, or one synchronous writer once the readers have finished. */
@@ -117,7 +185,7 @@ export class VectorIndex {
   }
 
   static async create(dimension: number, options: VectorIndexOptions = {}): Promise<VectorIndex> {
-    const session = await ort.InferenceSession.create(topKModel(dimension), {
+    const session = await ort.InferenceSession.create(quantizedTopKModel(dimension), {
       executionProviders: ['cpu'],
       graphOptimizationLevel: 'all',
       executionMode: 'sequential',
@@ -137,9 +205,9 @@ export class VectorIndex {
     return this.rows.has(key);
   }
 
-  /** Bytes held by the matrix and its keys (allocated capacity, not only used rows). */
+  /** Bytes held by the matrix, its codes and its keys (allocated capacity, not only used rows). */
   get allocatedBytes(): number {
-    return this.blocks.reduce((sum, b) => sum + b.vectors.byteLength + b.keys.byteLength, 0);
+    return this.blocks.reduce((sum, b) => sum + b.bytes, 0);
   }
 
   /** Adds the entries; an entry whose key is present replaces it. Vectors must be L2-normalised. */
@@ -149,7 +217,7 @@ export class VectorIndex {
       for (const { key, vector } of entries) {
         const at = this.rows.get(key);
         if (at === undefined) this.append(key, vector);
-        else this.block(at).row(at % this.blockRows).set(vector);
+        else this.block(at).set(at % this.blockRows, vector, key);
       }
     });
   }
@@ -167,21 +235,25 @@ export class VectorIndex {
     return this.gate.read(async () => {
       const hits: Hit[][] = queries.map(() => []);
       if (queries.length === 0 || this.size === 0 || k < 1) return hits;
-      const packed = new Float32Array(queries.length * this.dimension);
-      queries.forEach((q, i) => packed.set(q, i * this.dimension));
-      const queryTensor = new ort.Tensor('float32', packed, [queries.length, this.dimension]);
+      const m = queries.length;
+      const queryTensor = new ort.Tensor('int8', queryCodes(queries, this.dimension), [this.dimension, m]);
+      const zero = new ort.Tensor('uint8', Uint8Array.of(CODE_ZERO), []);
       for (const block of this.blocks) {
         if (block.size === 0) continue;
-        const kBlock = Math.min(k, block.size);
+        const candidates = Math.min(block.size, Math.max(k * CANDIDATE_FACTOR, MIN_CANDIDATES));
         const out = await this.session.run({
+          codes: new ort.Tensor('uint8', block.codes.subarray(0, block.size * this.dimension), [block.size, this.dimension]),
           queries: queryTensor,
-          block: new ort.Tensor('float32', block.vectors.subarray(0, block.size * this.dimension), [block.size, this.dimension]),
-          k: new ort.Tensor('int64', BigInt64Array.of(BigInt(kBlock)), [1]),
+          zero,
+          scales: new ort.Tensor('float32', block.scales.subarray(0, block.size), [block.size, 1]),
+          k: new ort.Tensor('int64', BigInt64Array.of(BigInt(candidates)), [1]),
         });
-        const values = out.values.data as Float32Array;
         const indices = out.indices.data as BigInt64Array;
         hits.forEach((list, q) => {
-          for (let j = 0; j < kBlock; j++) list.push({ key: block.keys[Number(indices[q * kBlock + j])], similarity: values[q * kBlock + j] });
+          for (let j = 0; j < candidates; j++) {
+            const row = Number(indices[j * m + q]);
+            list.push({ key: block.keys[row], similarity: block.dot(row, queries[q]) });
+          }
         });
       }
       return hits.map((list) => list.sort((a, b) => b.similarity - a.similarity).slice(0, k));
@@ -206,8 +278,7 @@ export class VectorIndex {
     } else if (last.size === last.capacity) {
       last.grow(this.blockRows);
     }
-    last.row(last.size).set(vector);
-    last.keys[last.size] = key;
+    last.set(last.size, vector, key);
     this.rows.set(key, (this.blocks.length - 1) * this.blockRows + last.size);
     last.size++;
   }
@@ -222,8 +293,7 @@ export class VectorIndex {
     if (at !== lastAt) {
       const hole = this.block(at);
       const row = at % this.blockRows;
-      hole.row(row).set(lastBlock.row(lastRow));
-      hole.keys[row] = lastBlock.keys[lastRow];
+      hole.copyRow(row, lastBlock, lastRow);
       this.rows.set(hole.keys[row], at);
     }
     lastBlock.size--;
