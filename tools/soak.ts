@@ -4,7 +4,7 @@
 // it should be; RSS and event-loop delay are sampled over time; the report says whether anything
 // unexpected happened and whether memory stayed flat after the warm-up.
 //
-//   npm run soak -- --minutes 10 --report docs/soak/10min.md
+//   npm run soak -- --minutes 10 --report docs/soak/10min.md [--env MALLOC_ARENA_MAX=2 ...]
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
@@ -25,6 +25,8 @@ export interface SoakOptions {
   httpWorkers: number;
   wsClients: number;
   sampleEveryS: number;
+  /** Extra environment for the service (e.g. MALLOC_ARENA_MAX=2), shown in the report. */
+  serviceEnv?: Record<string, string>;
   /** Progress lines (one per sample); silent when unset. */
   log?: (line: string) => void;
 }
@@ -130,7 +132,11 @@ class Tally {
     const byOutcome = this.outcomes.get(route) ?? new Map<string, number>();
     byOutcome.set(outcome, (byOutcome.get(outcome) ?? 0) + 1);
     this.outcomes.set(route, byOutcome);
-    if (outcome === '200' || outcome === 'results') this.latencies.set(route, [...(this.latencies.get(route) ?? []), ms]);
+    if (outcome === '200' || outcome === 'results') {
+      const latencies = this.latencies.get(route) ?? [];
+      latencies.push(ms);
+      this.latencies.set(route, latencies);
+    }
     if (problem) {
       this.unexpected++;
       if (this.examples.length < 20) this.examples.push(`${route}: ${outcome} (${problem})`);
@@ -426,7 +432,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     'soak-noisy',
     'soak-sampler',
   ];
-  const settings = { RATE_LIMIT_PER_MINUTE, LOG_LEVEL: 'warn', RECOGNIZER: 'mobilefacenet', GALLERY_POLL_MS: 500 };
+  const settings = { RATE_LIMIT_PER_MINUTE, LOG_LEVEL: 'warn', RECOGNIZER: 'mobilefacenet', GALLERY_POLL_MS: 500, ...options.serviceEnv };
   // A port chosen here: at LOG_LEVEL=warn the service does not log the one it listens on.
   const port = await closedPort();
   const url = `http://127.0.0.1:${port}`;
@@ -437,6 +443,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     RATE_LIMIT_PER_MINUTE: String(RATE_LIMIT_PER_MINUTE),
     LOG_LEVEL: 'warn',
     GALLERY_POLL_MS: '500',
+    ...options.serviceEnv,
   }, ['--inspect=127.0.0.1:0']);
   try {
     await eventually('the service healthy', async () => ((await fetch(`${url}/health`)).status === 200 ? true : undefined), 120_000);
@@ -510,7 +517,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   }
 }
 
-const cell = (v: number) => (Number.isNaN(v) ? '-' : String(v));
+// Missing values are NaN in a run and null once read back from its JSON.
+const cell = (v: number | null) => (v === null || Number.isNaN(v) ? '-' : String(v));
 
 export function renderMarkdown(report: SoakReport, title: string): string {
   const { options, rss } = report;
@@ -518,7 +526,9 @@ export function renderMarkdown(report: SoakReport, title: string): string {
     `# ${title}`,
     '',
     `Run ${report.startedAt} by \`npm run soak\` (tools/soak.ts): ${options.durationS} s, warm-up ${options.warmupS} s, ${options.httpWorkers} HTTP workers, ${options.wsClients} WebSocket cameras (a frame every ${FRAME_EVERY_MS} ms, every tenth junk), a burst of ${BURST_SIZE} recognize requests at ${FIRST_BURST_S} s and then every ${BURST_EVERY_S} s, one client over its rate limit (RATE_LIMIT_PER_MINUTE=${RATE_LIMIT_PER_MINUTE}).`,
-    `The service ran as \`npm start\` does, in its own process, with the embedded PostgreSQL and ${VISITORS.length} enrolled visitors; defaults otherwise (INFERENCE_CONCURRENCY=1, INFERENCE_QUEUE=32, REQUEST_TIMEOUT_MS=10000).`,
+    `The service ran as \`npm start\` does, in its own process, with the embedded PostgreSQL and ${VISITORS.length} enrolled visitors; defaults otherwise (INFERENCE_CONCURRENCY=1, INFERENCE_QUEUE=32, REQUEST_TIMEOUT_MS=10000)${
+      Object.keys(options.serviceEnv ?? {}).length ? `, and ${Object.entries(options.serviceEnv ?? {}).map(([k, v]) => `${k}=${v}`).join(' ')} in its environment` : ''
+    }.`,
     'Every answer was checked: status and code, and for 200s the content (recognised visitors, face counts, match or not). 503 overloaded / timeout (with Retry-After) and 429 for the client over its limit are the designed answers to overload.',
     '',
     `## Verdict: ${report.verdict.pass ? 'PASS' : 'FAIL'}`,
@@ -566,8 +576,16 @@ async function main(): Promise<void> {
       'http-workers': { type: 'string', default: '6' },
       'ws-clients': { type: 'string', default: '4' },
       'sample-every': { type: 'string', default: '10' },
+      env: { type: 'string', multiple: true, default: [] },
     },
   });
+  const serviceEnv = Object.fromEntries(
+    values.env.map((pair) => {
+      const at = pair.indexOf('=');
+      if (at < 1) throw new Error(`--env ${pair}: expected NAME=value`);
+      return [pair.slice(0, at), pair.slice(at + 1)];
+    }),
+  );
   const durationS = Math.round(Number(values.minutes) * 60);
   if (!(durationS >= 20)) throw new Error(`--minutes ${values.minutes}: expected at least 0.34 (20 seconds)`);
   const options: SoakOptions = {
@@ -576,10 +594,12 @@ async function main(): Promise<void> {
     httpWorkers: Number(values['http-workers']),
     wsClients: Number(values['ws-clients']),
     sampleEveryS: Number(values['sample-every']),
+    serviceEnv,
     log: (line) => process.stderr.write(`${line}\n`),
   };
   const report = await runSoak(options);
-  const markdown = renderMarkdown(report, `Soak: ${values.minutes} minute${Number(values.minutes) === 1 ? '' : 's'}`);
+  const environment = Object.entries(serviceEnv).map(([k, v]) => `, ${k}=${v}`).join('');
+  const markdown = renderMarkdown(report, `Soak: ${values.minutes} minute${Number(values.minutes) === 1 ? '' : 's'}${environment}`);
   if (values.report) {
     const target = resolve(values.report);
     await mkdir(dirname(target), { recursive: true });
