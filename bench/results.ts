@@ -61,7 +61,7 @@ export interface Target {
   met: boolean | null;
 }
 
-const fmt = (v: number, digits = 1) => v.toFixed(digits);
+const fmt = (v: number, digits = 1) => v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 
 export function judgeTargets(r: Omit<BenchResults, 'targets'>): Target[] {
   const g = r.gallery;
@@ -76,7 +76,7 @@ export function judgeTargets(r: Omit<BenchResults, 'targets'>): Target[] {
     {
       id: 'scale',
       what: 'recognize p50 at 1,000,000 faces vs at 100',
-      measured: at1m === undefined ? 'not measured' : `${fmt(at1m)} ms vs ${fmt(at100)} ms (${fmt(at1m / at100, 2)}x)`,
+      measured: at1m === undefined ? 'not measured' : `${fmt(at1m)} ms vs ${fmt(at100)} ms: ${fmt(at1m / at100, 2)}x`,
       goal: '<= 2x',
       met: at1m === undefined ? null : at1m <= 2 * at100,
     },
@@ -86,7 +86,7 @@ export function judgeTargets(r: Omit<BenchResults, 'targets'>): Target[] {
       measured:
         guide1000 === undefined || ours1000 === undefined
           ? 'not measured'
-          : `${fmt(guide1000, 0)} ms vs ${fmt(ours1000)} ms (${fmt(guide1000 / ours1000, 0)}x faster)`,
+          : `${fmt(guide1000, 0)} ms vs ${fmt(ours1000)} ms: ${fmt(guide1000 / ours1000, 0)}x faster`,
       goal: '>= 20x faster',
       met: guide1000 === undefined || ours1000 === undefined ? null : guide1000 >= 20 * ours1000,
     },

@@ -45,8 +45,10 @@ const VISITORS = 100;
 const CONCURRENCY = [1, 4, 16];
 const CONNECTIONS = [1, 4];
 
+const runStarted = performance.now();
+
 function section(title: string): void {
-  console.log(`\n== ${title}`);
+  console.log(`\n== ${title} [${Math.round((performance.now() - runStarted) / 1000)} s]`);
 }
 
 function bySize<T, V>(items: T[], key: (item: T) => number | string, value: (item: T) => V): Record<string, V> {
@@ -54,7 +56,6 @@ function bySize<T, V>(items: T[], key: (item: T) => number | string, value: (ite
 }
 
 async function main(): Promise<void> {
-  const started = performance.now();
   const machineAtStart = machine();
   console.log(`face-recog benchmarks (${QUICK ? 'quick' : 'full'}): ${machineAtStart.cpus} x ${machineAtStart.model}, load average ${machineAtStart.load_average.join(' ')}`);
 
@@ -122,7 +123,7 @@ async function main(): Promise<void> {
       mode: QUICK ? 'quick' : 'full',
       machine: machineAtStart,
       recognizer: RECOGNIZER,
-      duration_s: round2((performance.now() - started) / 1000),
+      duration_s: round2((performance.now() - runStarted) / 1000),
       engine: {
         detect_640x480: engine.jpeg_640x480.detect_ms,
         detect_1920x1080: engine.jpeg_1920x1080.detect_ms,
