@@ -5,6 +5,7 @@
 // unexpected happened and whether memory stayed flat after the warm-up.
 //
 //   npm run soak -- --minutes 10 --report docs/soak/10min.md [--env MALLOC_ARENA_MAX=2 ...]
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
@@ -15,7 +16,7 @@ import pg from 'pg';
 import { pino } from 'pino';
 import WebSocket from 'ws';
 import { startEmbeddedPostgres } from '../src/gallery/embedded.js';
-import { readTestdata } from '../test/helpers/fixtures.js';
+import { REPO_ROOT, readTestdata } from '../test/helpers/fixtures.js';
 import { closedPort, eventually, launchService, type ServiceProcess } from '../test/hardening/helpers/service.js';
 
 export interface SoakOptions {
@@ -371,6 +372,8 @@ export interface RouteSummary {
 
 export interface SoakReport {
   startedAt: string;
+  /** The commit the service ran from, and whether src/ had uncommitted changes. */
+  code: string;
   options: Omit<SoakOptions, 'log'>;
   settings: Record<string, string | number>;
   answered: number;
@@ -412,6 +415,11 @@ function rssVerdict(samples: Sample[], warmupS: number): SoakReport['rss'] {
   const maxAfterWarmupMb = Math.max(...after.map((s) => s.rssMb));
   const growthPct = Math.round(((maxAfterWarmupMb - baselineMb) / baselineMb) * 1000) / 10;
   return { baselineMb, maxAfterWarmupMb, lastMb: after.at(-1)?.rssMb ?? NaN, growthPct, flat: during.length > 0 && after.length >= 2 && growthPct <= RSS_FLAT_LIMIT * 100 };
+}
+
+function codeVersion(): string {
+  const git = (...args: string[]) => execFileSync('git', args, { cwd: REPO_ROOT, encoding: 'utf8' }).trim();
+  return `${git('rev-parse', '--short', 'HEAD')}${git('status', '--porcelain', '--', 'src') ? ' with uncommitted changes in src/' : ''}`;
 }
 
 async function enrolVisitors(dataDir: string): Promise<void> {
@@ -499,6 +507,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     const { log: _log, ...reportOptions } = options;
     return {
       startedAt: startedIso,
+      code: codeVersion(),
       options: reportOptions,
       settings,
       answered: tally.total,
@@ -525,7 +534,7 @@ export function renderMarkdown(report: SoakReport, title: string): string {
   const lines = [
     `# ${title}`,
     '',
-    `Run ${report.startedAt} by \`npm run soak\` (tools/soak.ts): ${options.durationS} s, warm-up ${options.warmupS} s, ${options.httpWorkers} HTTP workers, ${options.wsClients} WebSocket cameras (a frame every ${FRAME_EVERY_MS} ms, every tenth junk), a burst of ${BURST_SIZE} recognize requests at ${FIRST_BURST_S} s and then every ${BURST_EVERY_S} s, one client over its rate limit (RATE_LIMIT_PER_MINUTE=${RATE_LIMIT_PER_MINUTE}).`,
+    `Run ${report.startedAt} on commit ${report.code ?? '(not recorded)'} by \`npm run soak\` (tools/soak.ts): ${options.durationS} s, warm-up ${options.warmupS} s, ${options.httpWorkers} HTTP workers, ${options.wsClients} WebSocket cameras (a frame every ${FRAME_EVERY_MS} ms, every tenth junk), a burst of ${BURST_SIZE} recognize requests at ${FIRST_BURST_S} s and then every ${BURST_EVERY_S} s, one client over its rate limit (RATE_LIMIT_PER_MINUTE=${RATE_LIMIT_PER_MINUTE}).`,
     `The service ran as \`npm start\` does, in its own process, with the embedded PostgreSQL and ${VISITORS.length} enrolled visitors; defaults otherwise (INFERENCE_CONCURRENCY=1, INFERENCE_QUEUE=32, REQUEST_TIMEOUT_MS=10000)${
       Object.keys(options.serviceEnv ?? {}).length ? `, and ${Object.entries(options.serviceEnv ?? {}).map(([k, v]) => `${k}=${v}`).join(' ')} in its environment` : ''
     }.`,
