@@ -21,6 +21,7 @@ const WIDTH = 760;
 const HEIGHT = 440;
 const MARGIN = { left: 70, right: 70, top: 20, bottom: 50 };
 const FONT = 'font-family="sans-serif" font-size="12"';
+const LEGEND_WIDTH = 270;
 
 const escapeXml = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
@@ -68,18 +69,21 @@ export function latencyChart(title: string, series: Series[], bands: Band[]): st
     const [x0, x1] = band.x.map(px);
     const [y0, y1] = band.y.map(py);
     out.push(`<rect x="${x0}" y="${y1}" width="${x1 - x0}" height="${y0 - y1}" fill="#999" fill-opacity="0.18" stroke="#999" stroke-dasharray="3 3"/>`);
-    out.push(`<text x="${x0 + 4}" y="${y1 - 4}" ${FONT} fill="#555">${escapeXml(band.label)}</text>`);
+    out.push(`<text x="${x0 + 4}" y="${y1 + 14}" ${FONT} fill="#555">${escapeXml(band.label)}</text>`);
   }
   series.forEach((s, i) => {
     const path = s.points.map(([x, y], j) => `${j === 0 ? 'M' : 'L'}${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(' ');
     out.push(`<path d="${path}" fill="none" stroke="${s.colour}" stroke-width="2"${s.dashed ? ' stroke-dasharray="6 4"' : ''}/>`);
     for (const [x, y] of s.points) {
       out.push(`<circle cx="${px(x).toFixed(1)}" cy="${py(y).toFixed(1)}" r="4" fill="${s.colour}"/>`);
-      if (!s.dashed) out.push(`<text x="${(px(x) + 6).toFixed(1)}" y="${(py(y) - 8).toFixed(1)}" ${FONT} fill="${s.colour}">${msValue(y)}</text>`);
+      // Values below their point, clear of the p95 line above and of the band labels.
+      if (!s.dashed) out.push(`<text x="${(px(x) + 6).toFixed(1)}" y="${(py(y) + 16).toFixed(1)}" ${FONT} fill="${s.colour}">${msValue(y)}</text>`);
     }
+    // Legend in the top right corner, where neither design has points.
+    const lx = MARGIN.left + plotW - LEGEND_WIDTH;
     const ly = MARGIN.top + 16 + i * 18;
-    out.push(`<line x1="${MARGIN.left + 12}" y1="${ly - 4}" x2="${MARGIN.left + 40}" y2="${ly - 4}" stroke="${s.colour}" stroke-width="2"${s.dashed ? ' stroke-dasharray="6 4"' : ''}/>`);
-    out.push(`<text x="${MARGIN.left + 46}" y="${ly}" ${FONT}>${escapeXml(s.label)}</text>`);
+    out.push(`<line x1="${lx}" y1="${ly - 4}" x2="${lx + 28}" y2="${ly - 4}" stroke="${s.colour}" stroke-width="2"${s.dashed ? ' stroke-dasharray="6 4"' : ''}/>`);
+    out.push(`<text x="${lx + 34}" y="${ly}" ${FONT}>${escapeXml(s.label)}</text>`);
   });
   out.push('</svg>');
   return `${out.join('\n')}\n`;

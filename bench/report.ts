@@ -17,11 +17,12 @@ const EXPLANATIONS: Record<Target['id'], (r: BenchResults) => string> = {
     const largest = Math.max(...sizeKeys(g.recognize_p50));
     const grown = g.recognize_p50[String(largest)] - g.recognize_p50['100'];
     return (
-      'decoding, detecting and embedding the query cost the same at every size; only the search grows with the gallery, and it is exact: ' +
-      `every stored face is compared with the query. At ${n(largest)} faces that adds ${grown.toFixed(1)} ms to a request: the 8-bit first ` +
-      `pass reads ${n(Math.round((largest * 128) / 1e6))} MB per query and, with one query column, onnxruntime's integer kernel cannot use ` +
-      'its SIMD width fully; on 2 cores this is as long as the whole request at 100 faces. Going further means an approximate index ' +
-      '(HNSW, IVF: a visitor could then be missed), more cores, or more memory bandwidth; we keep the search exact.'
+      'decoding, detecting and embedding the query cost the same at every size; only the search grows with the gallery, and it stays ' +
+      `exact: every stored face is compared with the query. At ${n(largest)} faces that adds ${grown.toFixed(1)} ms, almost all of it ` +
+      `onnxruntime's integer matrix product over the 8-bit codes (${n(Math.round((largest * 128) / 1e6))} MB, about 30 ms on 2 cores: with a ` +
+      'single query the kernel is bound by arithmetic, not memory). Larger blocks or one scale for all codes would each save 1.5-2 ms ' +
+      '(measured), no real change. What would change it: an approximate index (HNSW, IVF), at the price of sometimes missing the right ' +
+      'visitor, or more cores; we keep the search exact.'
     );
   },
   on_the_fly: () =>
@@ -50,14 +51,15 @@ const PROFILING_NOTES = `Two slowdowns these benchmarks found were ours, and are
    one's threads still spinning on the same 2 cores. In a loop of detect, embed and a search over 1,048,576 faces:
    detect 23 -> 15 ms, embed 14 -> 7 ms, search 114-129 -> 57-65 ms. Idle threads now sleep.
 2. **The million-face search was bound by memory traffic** (\`src/gallery/vector-index.ts\`, \`src/gallery/topk-model.ts\`).
-   An exact float32 search reads 512 MB per query at a million faces: about 56 ms at the 9-10 GB/s two threads get here.
-   Every row is now also kept as 8-bit codes; onnxruntime ranks the codes (MatMulInteger + TopK: 128 MB per query, about
-   34 ms), and the best 32 or more candidates per block are scored exactly from the float32 rows, so the hits and their
+   An exact float32 search reads 512 MB per query at a million faces: 63 ms here (two threads get 9-10 GB/s). Every row is
+   now also kept as 8-bit codes; onnxruntime ranks the codes (MatMulInteger + TopK over 128 MB: 34 ms for the whole search),
+   and the best 32 or more candidates per block are scored exactly from the float32 rows, so the hits and their
    similarities stay those of the exact search (same top 8 as the float32 search for 20 of 20 random queries over 1M faces;
    the vector-index tests compare every rank with brute force). It costs 132 more bytes per face.
 
-Looked at and left: \`detect\` takes about 3 ms more than the network alone at 640x480 (building the input blob in
-JavaScript); the on-the-fly design and the reconcile rate are bounded by the same per-image decode, detect and embed.`;
+Looked at and left: \`detect\` takes about 5 ms more than the network alone at 640x480, mostly building the input blob in
+JavaScript. Reconciling costs about 38 ms of decode, detect and embed per image (measured in process), plus the INSERT of
+the images themselves and writing the feature cache, on the same 2 cores.`;
 
 const n = (v: number) => v.toLocaleString('en-US');
 const ms = (v: number | undefined, digits = 1) =>
