@@ -2,7 +2,7 @@
 // for a 640x480 and a 1920x1080 JPEG, next to OpenCV DNN's YuNet forward on the same 640x640 blob.
 // `npm run bench:engine [-- --quick]` prints a table and writes bench/results/engine.json.
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { alignToTemplate } from '../src/engine/align.js';
@@ -65,6 +65,8 @@ async function opencvForward(engine: FaceEngine, image: RgbImage): Promise<{ ort
   } catch (error) {
     console.error(`OpenCV DNN not measured (python3-opencv missing?): ${(error as Error).message.split('\n')[0]}`);
     return { ort_ms: round2(ort), opencv_ms: null, opencv: null };
+  } finally {
+    rmSync(blobPath, { force: true });
   }
 }
 
