@@ -16,7 +16,10 @@ RUN MODELS_DIR=/app/models npx --no-install face-recog models fetch ${MODELS}
 RUN npm prune --omit=dev --no-audit --no-fund
 
 FROM node:20-bookworm-slim
+# MALLOC_ARENA_MAX=2: glibc's per-thread arenas otherwise let RSS creep ~10% over long runs
+# (docs/reliability.md, "Memory over a long run").
 ENV NODE_ENV=production \
+    MALLOC_ARENA_MAX=2 \
     HOST=0.0.0.0 \
     PORT=8000 \
     MODELS_DIR=/app/models \

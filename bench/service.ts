@@ -50,6 +50,8 @@ function serviceEnv(dataDir: string, port: number): Record<string, string> {
     MODELS_DIR,
     MODELS_OFFLINE: '1',
     LOG_LEVEL: 'warn',
+    // As `npm start` and the Docker image set it (docs/reliability.md, "Memory over a long run").
+    MALLOC_ARENA_MAX: '2',
   };
 }
 

@@ -15,7 +15,8 @@ const Threshold = Type.Optional(
 
 const DetectFields = {
   detect_size: Type.Optional(
-    Type.Integer({ minimum: 32, maximum: 4096, description: 'The longer image side is scaled to this many pixels before detection (default DETECT_SIZE).' }),
+    // Capped per request: small images are scaled up to it, and 4096 cost 1.8 GB (docs/reliability.md).
+    Type.Integer({ minimum: 32, maximum: 1280, description: 'The longer image side is scaled to this many pixels before detection (default DETECT_SIZE; at most 1280 per request).' }),
   ),
   score_threshold: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Minimum detector score (default DETECT_SCORE).' })),
   nms_threshold: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Overlap above which boxes merge (default DETECT_NMS).' })),

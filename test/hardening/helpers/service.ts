@@ -39,6 +39,8 @@ export function baseEnv(): Record<string, string> {
     MODELS_OFFLINE: '1',
     RECOGNIZER: 'mobilefacenet',
     LOG_LEVEL: 'info',
+    // As `npm start` and the Docker image set it (docs/reliability.md, "Memory over a long run").
+    MALLOC_ARENA_MAX: '2',
   };
 }
 
