@@ -44,6 +44,23 @@ export async function timeRuns(runs: number, fn: () => Promise<unknown>, warmup 
   return times;
 }
 
+/**
+ * Times several functions in turn (A B A B ...), so that a drift in the machine's speed falls on
+ * all of them alike and their ratio holds. Returns each one's milliseconds per run.
+ */
+export async function timeInterleaved<K extends string>(runs: number, fns: Record<K, () => Promise<unknown>>, warmup = 3): Promise<Record<K, number[]>> {
+  const names = Object.keys(fns) as K[];
+  const times = Object.fromEntries(names.map((n) => [n, [] as number[]])) as Record<K, number[]>;
+  for (let i = 0; i < warmup + runs; i++) {
+    for (const name of names) {
+      const start = performance.now();
+      await fns[name]();
+      if (i >= warmup) times[name].push(performance.now() - start);
+    }
+  }
+  return times;
+}
+
 export function machine() {
   const cpuList = cpus();
   return {

@@ -136,9 +136,14 @@ function scaleFace(face: Face, sx: number, sy: number): Face {
   };
 }
 
+// Input buffers kept for reuse: a 640x480 blob is 3.7 MB, and allocating a fresh one per call
+// costs a zero-fill and page faults on top of the copy.
+const SPARE_BLOBS = 2;
+
 export class YuNetDetector {
   readonly manifest: DetectorManifest;
   private readonly session: ort.InferenceSession;
+  private readonly spareBlobs: Float32Array[] = [];
 
   constructor(session: ort.InferenceSession, manifest: DetectorManifest) {
     this.session = session;
@@ -146,10 +151,10 @@ export class YuNetDetector {
   }
 
   /** The network input for an image already at detection size: BGR 0..255, zero-padded. */
-  makeBlob(image: RgbImage): ort.Tensor {
+  makeBlob(image: RgbImage, buffer?: Float32Array): ort.Tensor {
     const padW = paddedSize(image.width, this.manifest.divisor);
     const padH = paddedSize(image.height, this.manifest.divisor);
-    const data = new Float32Array(3 * padW * padH);
+    const data = buffer?.length === 3 * padW * padH ? buffer : new Float32Array(3 * padW * padH);
     writeBlob(data, 0, image, padW, padH, this.manifest.input);
     return new ort.Tensor('float32', data, [1, 3, padH, padW]);
   }
@@ -166,9 +171,15 @@ export class YuNetDetector {
   async detect(image: RgbImage, options: DetectOptions): Promise<Face[]> {
     const size = detectionInputSize(image.width, image.height, options.detectSize);
     const input = await resizeImage(image, size.width, size.height);
-    const blob = this.makeBlob(input);
+    const blob = this.makeBlob(input, this.spareBlobs.pop());
     const [, , padH, padW] = blob.dims;
-    const faces = postProcessYuNet(await this.forward(blob), padW, padH, this.manifest.strides, options);
+    let outputs: YuNetOutputs;
+    try {
+      outputs = await this.forward(blob);
+    } finally {
+      if (this.spareBlobs.length < SPARE_BLOBS) this.spareBlobs.push(blob.data as Float32Array);
+    }
+    const faces = postProcessYuNet(outputs, padW, padH, this.manifest.strides, options);
     const sx = image.width / size.width;
     const sy = image.height / size.height;
     return faces.map((f) => scaleFace(f, sx, sy)).sort((a, b) => b.score - a.score);
