@@ -68,6 +68,8 @@ export async function growTo(service: Service, faces: number): Promise<Growth> {
 export interface SizePoint {
   faces: number;
   recognize: Latency;
+  /** The service's mean ms per stage (decode, detect, embed, search) over those requests, from /metrics. */
+  stagesMs: Record<string, number>;
   memory: Memory;
   synthSeconds: number | null;
   loadSeconds: number | null;

@@ -36,6 +36,8 @@ export interface BenchResults {
     recognize_p95: BySize<number>;
     rss_mb: BySize<number>;
     peak_rss_mb: BySize<number>;
+    /** Per size, the service's mean ms per pipeline stage during the recognize requests (its /metrics). */
+    recognize_stage_ms: BySize<Record<string, number>>;
     /** Seconds `face-recog gallery synth` took to write the synthetic faces added for this size. */
     synth_s: BySize<number>;
     /** Seconds from starting the service to every face searchable. */

@@ -18,7 +18,7 @@ import { benchOnTheFly, type OnTheFlyPoint } from './on-the-fly.js';
 import { realtimeRate, type RealtimeRate } from './realtime.js';
 import { headlineTable, writeReport } from './report.js';
 import { judgeTargets, type BenchResults } from './results.js';
-import { Service } from './service.js';
+import { Service, stageMeansMs } from './service.js';
 
 const PLAN = QUICK
   ? {
@@ -51,6 +51,13 @@ function section(title: string): void {
   console.log(`\n== ${title} [${Math.round((performance.now() - runStarted) / 1000)} s]`);
 }
 
+/** Runs `measure` and the service's mean time per pipeline stage over it. */
+async function withStageMeans<T>(service: Service, measure: () => Promise<T>): Promise<[T, Record<string, number>]> {
+  const before = await service.inferenceTotals();
+  const result = await measure();
+  return [result, stageMeansMs(before, await service.inferenceTotals())];
+}
+
 function bySize<T, V>(items: T[], key: (item: T) => number | string, value: (item: T) => V): Record<string, V> {
   return Object.fromEntries(items.map((item) => [String(key(item)), value(item)]));
 }
@@ -78,14 +85,14 @@ async function main(): Promise<void> {
 
     section('HTTP latency, 640x480 one-face JPEG');
     const api = (path: string) => `${service.url}/api/v1/${path}`;
-    const http = {
-      detect: await timeRequests(api('detect'), queryBody, PLAN.requests, expectFaces),
-      extract_features: await timeRequests(api('extract-features'), queryBody, PLAN.requests, expectFeatures),
-      recognize: await timeRequests(api('recognize'), queryBody, PLAN.requests, expectQueryVisitor),
-      gallery_faces: enrolled.faces,
-    };
+    const detect = await timeRequests(api('detect'), queryBody, PLAN.requests, expectFaces);
+    const extractFeatures = await timeRequests(api('extract-features'), queryBody, PLAN.requests, expectFeatures);
+    const [recognize100, stages100] = await withStageMeans(service, () => timeRequests(api('recognize'), queryBody, PLAN.requests, expectQueryVisitor));
+    const http = { detect, extract_features: extractFeatures, recognize: recognize100, gallery_faces: enrolled.faces };
     console.table(http);
-    const points: SizePoint[] = [{ faces: VISITORS, recognize: http.recognize, memory: service.memory(), synthSeconds: null, loadSeconds: null }];
+    const points: SizePoint[] = [
+      { faces: VISITORS, recognize: recognize100, stagesMs: stages100, memory: service.memory(), synthSeconds: null, loadSeconds: null },
+    ];
 
     section(`throughput, ${CONCURRENCY.join('/')} clients, ${PLAN.throughputSeconds} s each`);
     const tp: { detect: Throughput[]; recognize: Throughput[] } = { detect: [], recognize: [] };
@@ -113,8 +120,8 @@ async function main(): Promise<void> {
       const growth = await growTo(service, faces);
       service = growth.service;
       console.log(`synth of ${growth.added} faces: ${growth.synthSeconds} s; restart to searchable: ${growth.loadSeconds} s`);
-      const recognize = await timeRequests(api('recognize'), queryBody, PLAN.requests, expectQueryVisitor);
-      points.push({ faces, recognize, memory: service.memory(), synthSeconds: growth.synthSeconds, loadSeconds: growth.loadSeconds });
+      const [recognize, stagesMs] = await withStageMeans(service, () => timeRequests(api('recognize'), queryBody, PLAN.requests, expectQueryVisitor));
+      points.push({ faces, recognize, stagesMs, memory: service.memory(), synthSeconds: growth.synthSeconds, loadSeconds: growth.loadSeconds });
       console.log(`recognize p50 ${recognize.p50} ms, p95 ${recognize.p95} ms; RSS ${points.at(-1)!.memory.rssMb} MB`);
     }
 
@@ -146,6 +153,7 @@ async function main(): Promise<void> {
         recognize_p95: bySize(points, (p) => p.faces, (p) => p.recognize.p95),
         rss_mb: bySize(points, (p) => p.faces, (p) => p.memory.rssMb),
         peak_rss_mb: bySize(points, (p) => p.faces, (p) => p.memory.peakMb),
+        recognize_stage_ms: bySize(points, (p) => p.faces, (p) => p.stagesMs),
         synth_s: bySize(points.filter((p) => p.synthSeconds !== null), (p) => p.faces, (p) => p.synthSeconds!),
         load_s: bySize(points.filter((p) => p.loadSeconds !== null), (p) => p.faces, (p) => p.loadSeconds!),
         on_the_fly_p50: bySize(onTheFly, (p) => p.visitors, (p) => p.latency.p50),

@@ -57,6 +57,19 @@ function serviceEnv(dataDir: string, port: number): Record<string, string> {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Seconds summed and calls counted per pipeline stage (decode, detect, embed, search). */
+export type StageTotals = Record<string, { sum: number; count: number }>;
+
+/** Mean milliseconds per call of each stage between two snapshots. */
+export function stageMeansMs(before: StageTotals, after: StageTotals): Record<string, number> {
+  return Object.fromEntries(
+    Object.entries(after).flatMap(([stage, a]) => {
+      const calls = a.count - (before[stage]?.count ?? 0);
+      return calls > 0 ? [[stage, Math.round(((a.sum - (before[stage]?.sum ?? 0)) / calls) * 1e5) / 100]] : [];
+    }),
+  );
+}
+
 export class Service {
   private constructor(
     readonly dataDir: string,
@@ -64,6 +77,18 @@ export class Service {
     private readonly child: ChildProcess,
     private readonly logPath: string,
   ) {}
+
+  /** The service's inference histograms (sum and count of seconds per model/stage), from /metrics. */
+  async inferenceTotals(): Promise<StageTotals> {
+    const text = await (await fetch(`${this.url}/metrics`)).text();
+    const totals: StageTotals = {};
+    for (const m of text.matchAll(/^face_recog_inference_seconds_(sum|count)\{model="([^"]+)",stage="([^"]+)"\} (\S+)$/gm)) {
+      const [, kind, , stage, value] = m;
+      totals[stage] ??= { sum: 0, count: 0 };
+      totals[stage][kind as 'sum' | 'count'] += Number(value);
+    }
+    return totals;
+  }
 
   /** Starts the service and resolves once /health is 200 (models loaded, database up). */
   static async start(dataDir: string): Promise<Service> {
