@@ -29,9 +29,8 @@ const EXPLANATIONS: Record<Target['id'], (r: BenchResults) => string> = {
       'decoding, detecting and embedding the query cost the same work at every size; only the search grows with the gallery, and it stays ' +
       `exact: every stored face is compared with the query. At ${n(largest)} faces recognize takes ${grown.toFixed(1)} ms more. ` +
       stages +
-      `Most of the search is onnxruntime's integer matrix product over the 8-bit codes (${n(Math.round((largest * 128) / 1e6))} MB; ` +
-      '27-31 ms in process on 2 cores, where a single query keeps the kernel bound by arithmetic, not memory). Larger blocks or one scale for all codes would each save 1.5-2 ms ' +
-      '(measured), no real change; the faster the rest of the pipeline gets, the larger this ratio. What would change it: an approximate index (HNSW, IVF), at the price of sometimes missing the right ' +
+      `Most of the search is reading the 8-bit codes (${n(Math.round((largest * 128) / 1e6))} MB per query; about 14 ms in process with one worker per core, ` +
+      'bound by memory bandwidth), so the ratio grows as the rest of the pipeline gets faster. What would change it: an approximate index (HNSW, IVF), at the price of sometimes missing the right ' +
       'visitor, or more cores; we keep the search exact.'
     );
   },
@@ -53,23 +52,28 @@ const EXPLANATIONS: Record<Target['id'], (r: BenchResults) => string> = {
  * Found with these benchmarks while writing them, fixed in src/, measured on this machine in
  * one-off runs (not regenerated: the figures above are what the code does now).
  */
-const PROFILING_NOTES = `Two slowdowns these benchmarks found were ours, and are fixed:
+const PROFILING_NOTES = `Three slowdowns these benchmarks found were ours, and are fixed:
 
-1. **onnxruntime threads spinning across sessions** (\`src/engine/models/session.ts\`, \`src/gallery/vector-index.ts\`).
-   The detector, the recognizer and the gallery search are three onnxruntime sessions, each with its own intra-op threads,
-   which by default spin for a while after every run. A request runs them one after another, so each found the previous
-   one's threads still spinning on the same 2 cores. In a loop of detect, embed and a search over 1,048,576 faces:
+1. **onnxruntime threads spinning across sessions** (\`src/engine/models/session.ts\`).
+   The detector, the recognizer and (then) the gallery search were three onnxruntime sessions, each with its own intra-op
+   threads, which by default spin for a while after every run. A request runs them one after another, so each found the
+   previous one's threads still spinning on the same 2 cores. In a loop of detect, embed and a search over 1,048,576 faces:
    detect 23 -> 15 ms, embed 14 -> 7 ms, search 114-129 -> 57-65 ms. Idle threads now sleep.
-2. **The million-face search was bound by memory traffic** (\`src/gallery/vector-index.ts\`, \`src/gallery/topk-model.ts\`).
+2. **The million-face search was bound by memory traffic** (\`src/gallery/vector-index.ts\`).
    An exact float32 search reads 512 MB per query at a million faces: 63 ms here (two threads get 9-10 GB/s). Every row is
-   now also kept as 8-bit codes; onnxruntime ranks the codes (MatMulInteger + TopK over 128 MB: 34 ms for the whole search),
-   and the best 32 or more candidates per block are scored exactly from the float32 rows, so the hits and their
-   similarities stay those of the exact search (same top 8 as the float32 search for 20 of 20 random queries over 1M faces;
-   the vector-index tests compare every rank with brute force). It costs 132 more bytes per face.
+   now also kept as 8-bit codes with one scale, the codes are ranked, and the best 32 or more candidates per block are
+   scored exactly from the float32 rows, so the hits and their similarities stay those of the exact search (the
+   vector-index tests compare every rank with brute force, at 16 and 128 dimensions). It costs 132 more bytes per face.
+3. **onnxruntime's integer matrix product is bound by arithmetic with one query** (\`src/gallery/dot-kernel.ts\`).
+   Ranking a million codes with MatMulInteger + TopK took 32-35 ms on 2 cores, whatever the block size or signedness (all
+   measured). The codes now live in a shared WebAssembly memory, and a 128-bit SIMD loop written in the repository (two
+   widening multiplies per 16 codes) scores and ranks them on one worker thread per core: one query over 1,000,000 faces
+   35.5 -> 16.4 ms in process. Eight queries at once (eight faces in one image) went 82 -> 106 ms: that loop then does 8 times
+   the arithmetic on rows already in cache, where onnxruntime's matrix kernel shines.
 
-Looked at and left: \`detect\` takes about 5 ms more than the network alone at 640x480, mostly building the input blob in
-JavaScript. Reconciling costs about 38 ms of decode, detect and embed per image (measured in process), plus the INSERT of
-the images themselves and writing the feature cache, on the same 2 cores.`;
+Looked at and left: \`detect\` takes 1.2-1.3x the network alone at 640x480 (resize, blob and decoding around it).
+Reconciling costs about 38 ms of decode, detect and embed per image (measured in process), plus the INSERT of the images
+themselves and writing the feature cache, on the same 2 cores.`;
 
 const n = (v: number) => v.toLocaleString('en-US');
 const ms = (v: number | undefined, digits = 1) =>

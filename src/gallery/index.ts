@@ -27,8 +27,6 @@ export interface GalleryOptions {
   pollMs: number;
   batchSize: number;
   logger: Logger;
-  /** onnxruntime threads per search; 0 or unset: one per core. */
-  searchThreads?: number;
 }
 
 export interface GalleryHandle extends Gallery {
@@ -130,6 +128,7 @@ class PostgresGallery implements GalleryHandle {
 
   async close(): Promise<void> {
     await this.sync.close();
+    await this.catalog.index.close();
     await this.closeDatabase();
   }
 }
@@ -140,7 +139,7 @@ class PostgresGallery implements GalleryHandle {
  */
 export async function startGallery(options: GalleryOptions): Promise<GalleryHandle> {
   const logger = options.logger.child({ component: 'gallery' });
-  const catalog = new Catalog(await VectorIndex.create(options.dimension, { threads: options.searchThreads }));
+  const catalog = new Catalog(await VectorIndex.create(options.dimension));
   let opened: OpenDatabase | null = null;
   const open = async (): Promise<Database> => {
     opened = await openDatabase(options, logger);

@@ -4,19 +4,17 @@
 // never copies more than one block.
 //
 // A search reads every row, so at a million faces its cost is memory traffic: 512 MB of float32
-// per query. Each row is therefore also kept as 8-bit codes (a quarter of the bytes), which
-// onnxruntime ranks (topk-model.ts); the best candidates per block (at least 32) are then scored
-// exactly from the float32 rows. Quantisation moves a dot product by about 1e-3, so a true hit
-// would be missed only if more than that many rows of its block came within 1e-3 of it: the hits
-// are those of the exact search, and every similarity returned is exact.
+// per query. Each row is therefore also kept as 8-bit codes (a quarter of the bytes), which the
+// dot kernel (dot-kernel.ts) ranks on every core; the best candidates per block (at least 32) are
+// then scored exactly from the float32 rows. Quantisation moves a dot product by about 1e-3, so a
+// true hit would be missed only if more than that many rows of its block came within 1e-3 of it:
+// the hits are those of the exact search, and every similarity returned is exact.
 //
-// onnxruntime-node hands the JavaScript buffers to its worker thread as they are (no copy), so a
-// mutation during a search would be read half-done: mutations wait for in-flight searches, and
-// searches arriving meanwhile wait for the mutation.
-import ort from 'onnxruntime-node';
-import { NO_SPINNING } from '../engine/models/session.js';
+// The kernel's workers read the codes while the main thread waits, so a mutation during a search
+// would be read half-done: mutations wait for in-flight searches, and searches arriving
+// meanwhile wait for the mutation.
 import { FaceRecogError } from '../errors.js';
-import { quantizedTopKModel } from './topk-model.js';
+import { DotKernel, LANE_BYTES, type SearchJob } from './dot-kernel.js';
 
 export interface Hit {
   key: number;
@@ -32,38 +30,46 @@ export interface VectorEntry {
 export interface VectorIndexOptions {
   /** Rows per block (default 65,536: 40 MiB at 128 dimensions). */
   blockRows?: number;
-  /** onnxruntime intra-op threads per search; 0: one per core. */
-  threads?: number;
 }
 
 const DEFAULT_BLOCK_ROWS = 65_536;
 const FIRST_BLOCK_ROWS = 1_024;
-/** Codes are int8 + 128 (uint8), one scale per row. */
-const CODE_ZERO = 128;
+/** Codes and query codes are int8 in -127..127. */
 const CODE_MAX = 127;
-// Query codes stay within 7 bits: the AVX2 kernel adds two code x query products in 16 bits
-// (255 x 63 x 2 < 32,767), so larger query codes could saturate.
-const QUERY_CODE_MAX = 63;
 /** Candidates scored exactly per block and query: this many times k, and at least MIN_CANDIDATES. */
 const CANDIDATE_FACTOR = 4;
 const MIN_CANDIDATES = 32;
 
 class Block {
   vectors: Float32Array;
-  codes: Uint8Array;
-  /** Per row: the float32 component one code unit stands for. */
-  scales: Float32Array;
   keys: Float64Array;
   size = 0;
+  /** This block's region of the kernel's memory: `maxRows` rows of codes, then their scales. */
+  readonly at: number;
+  readonly codes: Int8Array;
+  /** Per row: the float32 component one code unit stands for. */
+  readonly scales: Float32Array;
 
   constructor(
+    private readonly kernel: DotKernel,
     readonly dimension: number,
+    readonly stride: number,
     rows: number,
+    readonly maxRows: number,
   ) {
     this.vectors = new Float32Array(rows * dimension);
-    this.codes = new Uint8Array(rows * dimension);
-    this.scales = new Float32Array(rows);
     this.keys = new Float64Array(rows);
+    this.at = kernel.allocate(this.regionBytes);
+    this.codes = new Int8Array(kernel.memory.buffer, this.at, maxRows * stride);
+    this.scales = new Float32Array(kernel.memory.buffer, this.scalesAt, maxRows);
+  }
+
+  get scalesAt(): number {
+    return this.at + this.maxRows * this.stride;
+  }
+
+  private get regionBytes(): number {
+    return this.maxRows * (this.stride + 4);
   }
 
   get capacity(): number {
@@ -71,35 +77,32 @@ class Block {
   }
 
   get bytes(): number {
-    return this.vectors.byteLength + this.codes.byteLength + this.scales.byteLength + this.keys.byteLength;
+    return this.vectors.byteLength + this.keys.byteLength + this.regionBytes;
   }
 
-  /** Doubles the capacity, up to `max` rows; copies this block only. */
-  grow(max: number): void {
-    const rows = Math.min(max, this.capacity * 2);
-    const used = this.size * this.dimension;
+  /** Doubles the capacity, up to `maxRows`; copies this block only (its codes never move). */
+  grow(): void {
+    const rows = Math.min(this.maxRows, this.capacity * 2);
     const vectors = new Float32Array(rows * this.dimension);
-    vectors.set(this.vectors.subarray(0, used));
-    const codes = new Uint8Array(rows * this.dimension);
-    codes.set(this.codes.subarray(0, used));
-    const scales = new Float32Array(rows);
-    scales.set(this.scales.subarray(0, this.size));
+    vectors.set(this.vectors.subarray(0, this.size * this.dimension));
     const keys = new Float64Array(rows);
     keys.set(this.keys.subarray(0, this.size));
     this.vectors = vectors;
-    this.codes = codes;
-    this.scales = scales;
     this.keys = keys;
+  }
+
+  release(): void {
+    this.kernel.release(this.at, this.regionBytes);
   }
 
   /** Stores `vector` in row `i`, with its codes. */
   set(i: number, vector: Float32Array, key: number): void {
-    const from = i * this.dimension;
-    this.vectors.set(vector, from);
+    this.vectors.set(vector, i * this.dimension);
     let largest = 0;
     for (const v of vector) largest = Math.max(largest, Math.abs(v));
     const scale = largest / CODE_MAX;
-    for (let d = 0; d < this.dimension; d++) this.codes[from + d] = scale > 0 ? Math.round(vector[d] / scale) + CODE_ZERO : CODE_ZERO;
+    const from = i * this.stride;
+    for (let d = 0; d < this.dimension; d++) this.codes[from + d] = scale > 0 ? Math.round(vector[d] / scale) : 0;
     this.scales[i] = scale;
     this.keys[i] = key;
   }
@@ -108,7 +111,7 @@ class Block {
   copyRow(i: number, other: Block, j: number): void {
     const d = this.dimension;
     this.vectors.set(other.vectors.subarray(j * d, (j + 1) * d), i * d);
-    this.codes.set(other.codes.subarray(j * d, (j + 1) * d), i * d);
+    this.codes.set(other.codes.subarray(j * this.stride, (j + 1) * this.stride), i * this.stride);
     this.scales[i] = other.scales[j];
     this.keys[i] = other.keys[j];
   }
@@ -121,16 +124,15 @@ class Block {
   }
 }
 
-/** Queries as int8 codes, one query per column ([dimension, m]); each query's own scale does not change its ranking. */
-function queryCodes(queries: Float32Array[], dimension: number): Int8Array {
-  const codes = new Int8Array(dimension * queries.length);
-  queries.forEach((q, column) => {
+/** Each query as int8 codes, `stride` bytes apart, zero-padded; a query's own scale does not change its ranking. */
+function writeQueryCodes(codes: Int8Array, stride: number, queries: Float32Array[]): void {
+  codes.fill(0);
+  queries.forEach((q, j) => {
     let largest = 0;
     for (const v of q) largest = Math.max(largest, Math.abs(v));
     if (largest === 0) return;
-    for (let d = 0; d < dimension; d++) codes[d * queries.length + column] = Math.round((q[d] / largest) * QUERY_CODE_MAX);
+    for (let d = 0; d < q.length; d++) codes[j * stride + d] = Math.round((q[d] / largest) * CODE_MAX);
   });
-  return codes;
 }
 
 /** Many concurrent readers, or one synchronous writer once the readers have finished. */
@@ -171,30 +173,24 @@ class ReadWriteGate {
 
 export class VectorIndex {
   readonly dimension: number;
+  /** Bytes per row of codes: the dimension rounded up to whole 128-bit vectors. */
+  private readonly stride: number;
   private readonly blockRows: number;
-  private readonly session: ort.InferenceSession;
+  private readonly kernel: DotKernel;
   private readonly blocks: Block[] = [];
   /** key -> global row (block * blockRows + row). */
   private readonly rows = new Map<number, number>();
   private readonly gate = new ReadWriteGate();
 
-  private constructor(dimension: number, blockRows: number, session: ort.InferenceSession) {
+  private constructor(dimension: number, blockRows: number, kernel: DotKernel) {
     this.dimension = dimension;
+    this.stride = Math.ceil(dimension / LANE_BYTES) * LANE_BYTES;
     this.blockRows = blockRows;
-    this.session = session;
+    this.kernel = kernel;
   }
 
   static async create(dimension: number, options: VectorIndexOptions = {}): Promise<VectorIndex> {
-    const session = await ort.InferenceSession.create(quantizedTopKModel(dimension), {
-      executionProviders: ['cpu'],
-      graphOptimizationLevel: 'all',
-      executionMode: 'sequential',
-      intraOpNumThreads: options.threads ?? 0,
-      interOpNumThreads: 1,
-      logSeverityLevel: 3,
-      extra: NO_SPINNING,
-    });
-    return new VectorIndex(dimension, options.blockRows ?? DEFAULT_BLOCK_ROWS, session);
+    return new VectorIndex(dimension, options.blockRows ?? DEFAULT_BLOCK_ROWS, await DotKernel.get());
   }
 
   get size(): number {
@@ -236,27 +232,43 @@ export class VectorIndex {
       const hits: Hit[][] = queries.map(() => []);
       if (queries.length === 0 || this.size === 0 || k < 1) return hits;
       const m = queries.length;
-      const queryTensor = new ort.Tensor('int8', queryCodes(queries, this.dimension), [this.dimension, m]);
-      const zero = new ort.Tensor('uint8', Uint8Array.of(CODE_ZERO), []);
-      for (const block of this.blocks) {
-        if (block.size === 0) continue;
-        const candidates = Math.min(block.size, Math.max(k * CANDIDATE_FACTOR, MIN_CANDIDATES));
-        const out = await this.session.run({
-          codes: new ort.Tensor('uint8', block.codes.subarray(0, block.size * this.dimension), [block.size, this.dimension]),
-          queries: queryTensor,
-          zero,
-          scales: new ort.Tensor('float32', block.scales.subarray(0, block.size), [block.size, 1]),
-          k: new ort.Tensor('int64', BigInt64Array.of(BigInt(candidates)), [1]),
+      const blocks = this.blocks.filter((b) => b.size > 0);
+      const count = (block: Block) => Math.min(block.size, Math.max(k * CANDIDATE_FACTOR, MIN_CANDIDATES));
+      // Queries, then per block its scores and candidates: a region per search, so that searches can overlap.
+      const queryBytes = m * this.stride;
+      const jobBytes = blocks.map((b) => b.size * m * 4 + this.kernel.candidateBytes(m, count(b)));
+      const scratchBytes = queryBytes + jobBytes.reduce((a, b) => a + b, 0);
+      const scratch = this.kernel.allocate(scratchBytes);
+      try {
+        writeQueryCodes(new Int8Array(this.kernel.memory.buffer, scratch, queryBytes), this.stride, queries);
+        let at = scratch + queryBytes;
+        const jobs: SearchJob[] = blocks.map((block, b) => {
+          const job = { codes: block.at, rows: block.size, stride: this.stride, scales: block.scalesAt, queries: scratch, m, out: at, count: count(block), candidates: at + block.size * m * 4 };
+          at += jobBytes[b];
+          return job;
         });
-        const indices = out.indices.data as BigInt64Array;
-        hits.forEach((list, q) => {
-          for (let j = 0; j < candidates; j++) {
-            const row = Number(indices[j * m + q]);
-            list.push({ key: block.keys[row], similarity: block.dot(row, queries[q]) });
-          }
+        await this.kernel.run(jobs);
+        blocks.forEach((block, b) => {
+          hits.forEach((list, q) => {
+            for (const { rows, scores } of this.kernel.candidatesOf(jobs[b], q)) {
+              rows.forEach((row, j) => {
+                if (scores[j] !== -Infinity) list.push({ key: block.keys[row], similarity: block.dot(row, queries[q]) });
+              });
+            }
+          });
         });
+      } finally {
+        this.kernel.release(scratch, scratchBytes);
       }
       return hits.map((list) => list.sort((a, b) => b.similarity - a.similarity).slice(0, k));
+    });
+  }
+
+  /** Empties the index and hands its memory back to the kernel. */
+  close(): Promise<void> {
+    return this.gate.write(() => {
+      for (const block of this.blocks.splice(0)) block.release();
+      this.rows.clear();
     });
   }
 
@@ -273,10 +285,10 @@ export class VectorIndex {
   private append(key: number, vector: Float32Array): void {
     let last = this.blocks[this.blocks.length - 1];
     if (!last || last.size === this.blockRows) {
-      last = new Block(this.dimension, Math.min(FIRST_BLOCK_ROWS, this.blockRows));
+      last = new Block(this.kernel, this.dimension, this.stride, Math.min(FIRST_BLOCK_ROWS, this.blockRows), this.blockRows);
       this.blocks.push(last);
     } else if (last.size === last.capacity) {
-      last.grow(this.blockRows);
+      last.grow();
     }
     last.set(last.size, vector, key);
     this.rows.set(key, (this.blocks.length - 1) * this.blockRows + last.size);
@@ -297,6 +309,6 @@ export class VectorIndex {
       this.rows.set(hole.keys[row], at);
     }
     lastBlock.size--;
-    if (lastBlock.size === 0) this.blocks.pop();
+    if (lastBlock.size === 0) this.blocks.pop()!.release();
   }
 }

@@ -85,7 +85,6 @@ async function main(config: Config): Promise<void> {
       extractor: pipeline.extractor,
       pollMs: config.gallery.pollMs,
       batchSize: config.gallery.batchSize,
-      searchThreads: config.inference.intraOpThreads,
       logger,
     });
   }

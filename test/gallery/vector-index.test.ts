@@ -68,6 +68,25 @@ describe('VectorIndex', () => {
     queries.forEach((q, i) => expectSameHits(hits[i], reference, q, 10));
   });
 
+  it('ranks 128-d faces like brute force when a block holds far more rows than candidates', async () => {
+    const random = seeded(7);
+    const index = await VectorIndex.create(128, { blockRows: 8192 });
+    const reference = new Map<number, Float32Array>();
+    const entries = Array.from({ length: 20_000 }, (_, i) => ({ key: i, vector: unitVector(random, 128) }));
+    await index.add(entries);
+    for (const e of entries) reference.set(e.key, e.vector);
+    // Queries near stored faces, as real ones are, and random ones.
+    const near = [11, 9000, 19_999].map((key) => {
+      const noisy = entries[key].vector.map((v) => v + (random() - 0.5) * 0.05);
+      const norm = Math.hypot(...noisy);
+      return noisy.map((v) => v / norm);
+    });
+    const queries = [...near, unitVector(random, 128), unitVector(random, 128)];
+    const hits = await index.search(queries, 8);
+    queries.forEach((q, i) => expectSameHits(hits[i], reference, q, 8));
+    expect(hits.slice(0, 3).map((h) => h[0].key)).toEqual([11, 9000, 19_999]);
+  });
+
   it('returns a stored vector as its own nearest neighbour with similarity 1', async () => {
     const random = seeded(2);
     const index = await VectorIndex.create(DIM, { blockRows: 32 });
@@ -137,7 +156,7 @@ describe('VectorIndex', () => {
     const queries = Array.from({ length: 8 }, () => unitVector(random));
     const expected = queries.map((q) => bruteForce(reference, q, 3));
     // Removing the best hits (swap-remove moves other rows into their places) while the search
-    // runs on onnxruntime's thread must not change what the search sees.
+    // runs on the kernel's workers must not change what the search sees.
     const searching = index.search(queries, 3);
     const removing = index.remove(expected.flat().map((h) => h.key));
     const hits = await searching;
@@ -151,11 +170,13 @@ describe('VectorIndex', () => {
     const index = await VectorIndex.create(DIM, { blockRows: 2048 });
     const random = seeded(6);
     await index.add(Array.from({ length: 5000 }, (_, i) => ({ key: i, vector: unitVector(random) })));
-    // Two full blocks and a third one that grew to 1024 rows; per row: float32 vector, 8-bit codes, scale, key.
-    const rowBytes = DIM * 4 + DIM + 4 + 8;
-    expect(index.allocatedBytes).toBe((2 * 2048 + 1024) * rowBytes);
+    // Two full blocks and a third one that grew to 1024 rows; per row: float32 vector and key;
+    // and each block's 8-bit codes and scales reserved for all its 2048 rows in the kernel's memory.
+    const rowBytes = DIM * 4 + 8;
+    const codeBytes = 2048 * (DIM + 4);
+    expect(index.allocatedBytes).toBe((2 * 2048 + 1024) * rowBytes + 3 * codeBytes);
     await index.remove(Array.from({ length: 1000 }, (_, i) => i));
     expect(index.size).toBe(4000);
-    expect(index.allocatedBytes).toBe(2 * 2048 * rowBytes);
+    expect(index.allocatedBytes).toBe(2 * 2048 * rowBytes + 2 * codeBytes);
   });
 });
