@@ -208,16 +208,19 @@ function gallerySection(r: BenchResults): string {
   const g = r.gallery;
   const rows = sizeKeys(g.recognize_p50).map((size) => {
     const k = String(size);
-    return [n(size), g.recognize_p50[k], g.recognize_p95[k], g.rss_mb[k], g.peak_rss_mb[k], g.synth_s[k] ?? '-', g.load_s[k] ?? '-'];
+    const stages = g.recognize_stage_ms?.[k];
+    const stage = (name: string) => stages?.[name]?.toFixed(1) ?? '-';
+    return [n(size), g.recognize_p50[k], g.recognize_p95[k], stage('decode'), stage('detect'), stage('embed'), stage('search'), g.rss_mb[k], g.peak_rss_mb[k], g.synth_s[k] ?? '-', g.load_s[k] ?? '-'];
   });
   return [
     `Recognize over HTTP (the same 640x480 JPEG, p50/p95 ms) as the gallery grows. The first ${n(100)} faces are real visitors (test photos ` +
       `stored as JPEG, longer side <= ${g.stored_max_side} px, in \`visitors\`); the ${n(g.reconcile.images)} reconciled images join them; beyond that the ` +
       'gallery is filled with `face-recog gallery synth` (random unit vectors in the feature cache) and the service is restarted to load them. ' +
       'RSS is the service process (VmRSS, and VmHWM as the peak) after the timed requests; PostgreSQL runs in its own processes and is not counted. ' +
-      '"synth s" is the time to write the added synthetic faces, "load s" the time from starting the service to every face searchable.',
+      '"synth s" is the time to write the added synthetic faces, "load s" the time from starting the service to every face searchable. ' +
+      'The stage columns are the service\'s own mean times per recognize request (from its /metrics), so they show where the time goes as the gallery grows.',
     '',
-    table(['faces', 'recognize p50', 'p95', 'RSS MB', 'peak RSS MB', 'synth s', 'load s'], rows),
+    table(['faces', 'recognize p50', 'p95', 'decode', 'detect', 'embed', 'search', 'RSS MB', 'peak RSS MB', 'synth s', 'load s'], rows),
   ].join('\n');
 }
 
