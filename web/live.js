@@ -49,7 +49,7 @@ export function setupLive(elements, getClient) {
     if (section.dataset.firstNameMs === undefined && firstFrameAt !== null && results.faces.some((f) => f.matched)) {
       const elapsed = Math.round(now - firstFrameAt);
       section.dataset.firstNameMs = String(elapsed);
-      firstName.textContent = `${(elapsed / 1000).toFixed(1)} s`;
+      firstName.textContent = elapsed < 1000 ? `${elapsed} ms` : `${(elapsed / 1000).toFixed(1)} s`;
     }
   };
 
