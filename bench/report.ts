@@ -68,8 +68,9 @@ const PROFILING_NOTES = `Three slowdowns these benchmarks found were ours, and a
    Ranking a million codes with MatMulInteger + TopK took 32-35 ms on 2 cores, whatever the block size or signedness (all
    measured). The codes now live in a shared WebAssembly memory, and a 128-bit SIMD loop written in the repository (two
    widening multiplies per 16 codes) scores and ranks them on one worker thread per core: one query over 1,000,000 faces
-   35.5 -> 16.4 ms in process. Eight queries at once (eight faces in one image) went 82 -> 106 ms: that loop then does 8 times
-   the arithmetic on rows already in cache, where onnxruntime's matrix kernel shines.
+   35.5 -> 17-18 ms in process. Eight queries at once (eight faces in one image) went 82 -> 101-104 ms: that loop then does
+   8 times the arithmetic on rows already in cache, where onnxruntime's matrix kernel does better (widening rows to 16 bits
+   first, for one multiply-add per 8 pairs, was tried: 25 ms for one query, no gain for eight).
 
 Looked at and left: \`detect\` takes 1.2-1.3x the network alone at 640x480 (resize, blob and decoding around it).
 Reconciling costs about 38 ms of decode, detect and embed per image (measured in process), plus the INSERT of the images

@@ -45,7 +45,6 @@ const OP = {
   f32Store: 0x38,
   i32Const: 0x41,
   i32Eqz: 0x45,
-  i32Ne: 0x47,
   i32GeU: 0x4f,
   i32LtU: 0x49,
   f32Gt: 0x5e,
@@ -224,16 +223,27 @@ export function kernelModule(): Uint8Array {
 
 // ---- Workers ----
 
-// Each message is a list of shares: score some rows, then keep each query's best.
+/**
+ * Each worker's own buffer for scores: a share is scored this many bytes' worth of rows at a time
+ * and ranked while the scores are still in cache (one pass over a share's scores per query).
+ */
+const SCORE_BUFFER_BYTES = 128 * 1024;
+
+// Each message is a list of shares: score some rows, chunk by chunk, and keep each query's best.
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
-const instance = new WebAssembly.Instance(new WebAssembly.Module(workerData.module), { env: { memory: workerData.memory } });
+const { memory, scoresAt, scoreBytes } = workerData;
+const instance = new WebAssembly.Instance(new WebAssembly.Module(workerData.module), { env: { memory } });
 const { scores, best } = instance.exports;
 parentPort.on('message', (shares) => {
-  for (const [codes, rows, stride, queries, m, scales, out, count, found, kept, first] of shares) {
-    scores(codes, rows, stride, queries, m, scales, out);
-    new Float32Array(workerData.memory.buffer, kept, m * count).fill(-Infinity);
-    for (let q = 0; q < m; q++) best(out + q * 4, rows, m * 4, count, found + q * count * 4, kept + q * count * 4, first);
+  for (const [codes, rows, stride, queries, m, scales, count, found, kept, first] of shares) {
+    new Float32Array(memory.buffer, kept, m * count).fill(-Infinity);
+    const chunk = Math.max(1, Math.floor(scoreBytes / (m * 4)));
+    for (let from = 0; from < rows; from += chunk) {
+      const n = Math.min(chunk, rows - from);
+      scores(codes + from * stride, n, stride, queries, m, scales + from * 4, scoresAt);
+      for (let q = 0; q < m; q++) best(scoresAt + q * 4, n, m * 4, count, found + q * count * 4, kept + q * count * 4, first + from);
+    }
   }
   parentPort.postMessage(0);
 });
@@ -241,8 +251,8 @@ parentPort.on('message', (shares) => {
 
 /**
  * One block of a search: `rows` rows of codes at `codes` (`stride` bytes each, their scales at
- * `scales`) against `m` queries at `queries`; scores go to `out` ([row][query] float32) and each
- * worker's `count` best rows per query to `candidates` (see `candidateBytes`).
+ * `scales`) against `m` queries at `queries` (`stride` bytes each); each worker keeps its `count` best rows per query
+ * at `candidates` (`candidateBytes` long), read back with `candidatesOf`.
  */
 export interface SearchJob {
   codes: number;
@@ -251,12 +261,19 @@ export interface SearchJob {
   scales: number;
   queries: number;
   m: number;
-  out: number;
   count: number;
   candidates: number;
 }
 
-type Share = [codes: number, rows: number, stride: number, queries: number, m: number, scales: number, out: number, count: number, found: number, kept: number, first: number];
+type Share = [codes: number, rows: number, stride: number, queries: number, m: number, scales: number, count: number, found: number, kept: number, first: number];
+
+/** Regions up to this size are rounded up to a power of two, larger ones to a multiple of it, so that freed regions get reused. */
+const SIZE_CLASS_STEP = 1 << 20;
+
+function sizeClass(size: number): number {
+  if (size >= SIZE_CLASS_STEP) return Math.ceil(size / SIZE_CLASS_STEP) * SIZE_CLASS_STEP;
+  return Math.max(LANE_BYTES, 2 ** Math.ceil(Math.log2(size)));
+}
 
 /**
  * The shared memory, a simple allocator over it, and the workers. One per process: every index
@@ -264,12 +281,12 @@ type Share = [codes: number, rows: number, stride: number, queries: number, m: n
  */
 export class DotKernel {
   private static shared: Promise<DotKernel> | undefined;
-  private top = 0;
   private readonly free = new Map<number, number[]>();
   private queue: Promise<void> = Promise.resolve();
 
   private constructor(
     readonly memory: WebAssembly.Memory,
+    private top: number,
     private readonly workers: Worker[],
   ) {}
 
@@ -280,11 +297,15 @@ export class DotKernel {
   }
 
   private static async start(threads: number): Promise<DotKernel> {
-    const memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
+    const count = Math.max(1, threads);
+    // The workers' own buffers come first in the memory.
+    const initialPages = Math.ceil((count * SCORE_BUFFER_BYTES) / PAGE_BYTES);
+    const memory = new WebAssembly.Memory({ initial: initialPages, maximum: MAX_PAGES, shared: true });
     const module = kernelModule();
     const workers = await Promise.all(
-      Array.from({ length: Math.max(1, threads) }, async () => {
-        const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { module, memory } });
+      Array.from({ length: count }, async (_, w) => {
+        const workerData = { module, memory, scoresAt: w * SCORE_BUFFER_BYTES, scoreBytes: SCORE_BUFFER_BYTES };
+        const worker = new Worker(WORKER_SOURCE, { eval: true, workerData });
         await new Promise<void>((resolve, reject) => {
           worker.once('online', resolve);
           worker.once('error', reject);
@@ -293,7 +314,7 @@ export class DotKernel {
         return worker;
       }),
     );
-    return new DotKernel(memory, workers);
+    return new DotKernel(memory, count * SCORE_BUFFER_BYTES, workers);
   }
 
   /** Bytes a job's `candidates` needs: for each worker and query, `count` rows and their scores. */
@@ -302,11 +323,11 @@ export class DotKernel {
   }
 
   /**
-   * Reserves `size` bytes (16-byte aligned) and returns their offset; freed regions of the same
-   * size are reused. Views made earlier stay valid: a shared memory grows in place.
+   * Reserves at least `size` bytes (16-byte aligned) and returns their offset; freed regions of
+   * the same size class are reused. Views made earlier stay valid: a shared memory grows in place.
    */
   allocate(size: number): number {
-    size = Math.ceil(size / LANE_BYTES) * LANE_BYTES;
+    size = sizeClass(size);
     const reused = this.free.get(size)?.pop();
     if (reused !== undefined) return reused;
     const at = this.top;
@@ -316,8 +337,9 @@ export class DotKernel {
     return at;
   }
 
+  /** Hands back a region that `allocate(size)` returned. */
   release(at: number, size: number): void {
-    size = Math.ceil(size / LANE_BYTES) * LANE_BYTES;
+    size = sizeClass(size);
     const list = this.free.get(size) ?? [];
     list.push(at);
     this.free.set(size, list);
@@ -330,7 +352,7 @@ export class DotKernel {
     return done;
   }
 
-  /** For job `job` and query `q`: every worker's kept rows, with their approximate scores. */
+  /** For job `job` and query `q`: every worker's kept rows (numbered within the job) and their approximate scores; -Infinity marks an empty place. */
   candidatesOf(job: SearchJob, q: number): { rows: Int32Array; scores: Float32Array }[] {
     return this.workers.map((_, w) => {
       const { found, kept } = this.shareCandidates(job, w);
@@ -354,7 +376,7 @@ export class DotKernel {
         const first = Math.min(job.rows, w * per);
         const rows = Math.min(per, job.rows - first);
         const { found, kept } = this.shareCandidates(job, w);
-        shares[w].push([job.codes + first * job.stride, rows, job.stride, job.queries, job.m, job.scales + first * 4, job.out + first * job.m * 4, job.count, found, kept, first]);
+        shares[w].push([job.codes + first * job.stride, rows, job.stride, job.queries, job.m, job.scales + first * 4, job.count, found, kept, first]);
       });
     }
     await Promise.all(

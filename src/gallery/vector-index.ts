@@ -234,16 +234,16 @@ export class VectorIndex {
       const m = queries.length;
       const blocks = this.blocks.filter((b) => b.size > 0);
       const count = (block: Block) => Math.min(block.size, Math.max(k * CANDIDATE_FACTOR, MIN_CANDIDATES));
-      // Queries, then per block its scores and candidates: a region per search, so that searches can overlap.
+      // Queries, then per block its candidates: a region per search, so that searches can overlap.
       const queryBytes = m * this.stride;
-      const jobBytes = blocks.map((b) => b.size * m * 4 + this.kernel.candidateBytes(m, count(b)));
+      const jobBytes = blocks.map((b) => this.kernel.candidateBytes(m, count(b)));
       const scratchBytes = queryBytes + jobBytes.reduce((a, b) => a + b, 0);
       const scratch = this.kernel.allocate(scratchBytes);
       try {
         writeQueryCodes(new Int8Array(this.kernel.memory.buffer, scratch, queryBytes), this.stride, queries);
         let at = scratch + queryBytes;
         const jobs: SearchJob[] = blocks.map((block, b) => {
-          const job = { codes: block.at, rows: block.size, stride: this.stride, scales: block.scalesAt, queries: scratch, m, out: at, count: count(block), candidates: at + block.size * m * 4 };
+          const job = { codes: block.at, rows: block.size, stride: this.stride, scales: block.scalesAt, queries: scratch, m, count: count(block), candidates: at };
           at += jobBytes[b];
           return job;
         });

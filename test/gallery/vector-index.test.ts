@@ -166,6 +166,23 @@ describe('VectorIndex', () => {
     expect(expected.flat().map((h) => h.key)).not.toContain(after[0].key);
   });
 
+  it('reuses its search memory while the gallery grows one face at a time', async () => {
+    const random = seeded(8);
+    const index = await VectorIndex.create(DIM, { blockRows: 64 });
+    const memoryBytes = () => (index as unknown as { kernel: { memory: WebAssembly.Memory } }).kernel.memory.buffer.byteLength;
+    let settled = 0;
+    for (let i = 0; i < 600; i++) {
+      await index.add([{ key: i, vector: unitVector(random) }]);
+      await index.search([unitVector(random), unitVector(random)], 3);
+      if (i === 300) settled = memoryBytes();
+    }
+    // From 300 to 600 faces: five more 64-row blocks (5 x 2 KiB of codes and scales) take at most
+    // one more 64 KiB page; every search's scratch comes back to the same few size classes (a
+    // region left behind per search would add 300 of them).
+    expect(memoryBytes() - settled).toBeLessThanOrEqual(65_536);
+    await index.close();
+  });
+
   it('grows and shrinks block by block', async () => {
     const index = await VectorIndex.create(DIM, { blockRows: 2048 });
     const random = seeded(6);

@@ -17,7 +17,7 @@ import { base64Of } from '../server/helpers/server.js';
 import { outcomeOf, postJson, send } from './helpers/http.js';
 import { Reliability } from './helpers/reliability.js';
 import { closedPort, eventually, launchService, type ServiceProcess } from './helpers/service.js';
-import { RealtimeClient, wsOutcome } from './helpers/ws.js';
+import { RealtimeClient, wsOutcome } from '../helpers/realtime-client.js';
 
 const KEY = 'hardening-faults-key-7d20';
 const AUTH = { authorization: `Bearer ${KEY}` };

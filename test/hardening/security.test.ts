@@ -16,7 +16,7 @@ import { MemoryGallery } from '../server/helpers/memory-gallery.js';
 import { base64Of, startServer, type TestServer } from '../server/helpers/server.js';
 import { fingerprints, outcomeOf, postJson, rawHandshake, rawRequest, send } from './helpers/http.js';
 import { Reliability } from './helpers/reliability.js';
-import { RealtimeClient } from './helpers/ws.js';
+import { RealtimeClient } from '../helpers/realtime-client.js';
 
 // Every comparison of keys goes through this spy, so the test can see how keys are compared.
 vi.mock('node:crypto', async (importOriginal) => {

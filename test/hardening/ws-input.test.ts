@@ -11,7 +11,7 @@ import { craftedCorpus, SMALL_PHOTO, type CraftedCase } from './helpers/corpus.j
 import { fingerprints } from './helpers/http.js';
 import { allowedMb, settledMemory } from './helpers/memory.js';
 import { Reliability } from './helpers/reliability.js';
-import { RealtimeClient, wsOutcome } from './helpers/ws.js';
+import { RealtimeClient, wsOutcome } from '../helpers/realtime-client.js';
 
 const KEY = 'hardening-ws-key-93ad01';
 const SEED = 20261128;

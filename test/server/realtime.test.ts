@@ -5,48 +5,11 @@ import http from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { fixturesMissing } from '../helpers/fixtures.js';
+import { RealtimeClient as Client } from '../helpers/realtime-client.js';
 import { MemoryGallery } from './helpers/memory-gallery.js';
 import { base64Of, holdSlot, startServer, type TestServer } from './helpers/server.js';
 
 const FRAME = 'hard/obama_240p.jpg';
-
-/** A client that keeps every message it receives, in order. */
-class Client {
-  readonly socket: WebSocket;
-  readonly messages: any[] = [];
-  readonly opened: Promise<void>;
-  readonly closed: Promise<{ code: number; reason: string }>;
-  private waiters: (() => void)[] = [];
-
-  constructor(url: string, options: WebSocket.ClientOptions = {}) {
-    this.socket = new WebSocket(url, options);
-    this.opened = new Promise((resolve, reject) => {
-      this.socket.once('open', () => resolve());
-      this.socket.once('error', reject);
-      this.socket.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
-    });
-    this.closed = new Promise((resolve) => this.socket.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
-    this.socket.on('message', (data) => {
-      this.messages.push(JSON.parse(data.toString()));
-      this.waiters.splice(0).forEach((w) => w());
-    });
-  }
-
-  send(message: unknown): void {
-    this.socket.send(typeof message === 'string' ? message : JSON.stringify(message));
-  }
-
-  /** Resolves with all messages once `count` have arrived. */
-  async receive(count: number): Promise<any[]> {
-    while (this.messages.length < count) {
-      await new Promise<void>((resolve, reject) => {
-        this.waiters.push(resolve);
-        this.socket.once('close', () => reject(new Error(`closed after ${this.messages.length} of ${count} messages`)));
-      });
-    }
-    return this.messages.slice(0, count);
-  }
-}
 
 async function metricValue(server: TestServer, pattern: RegExp): Promise<number> {
   const text = await (await fetch(`${server.url}/metrics`)).text();

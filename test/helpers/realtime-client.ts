@@ -1,4 +1,4 @@
-// A WebSocket client for attacking /ws/realtime: keeps every message, can wait for the next one or
+// A WebSocket client for /ws/realtime in tests: keeps every message, can wait for the next one or
 // for a given number, and reports how the connection ended.
 import WebSocket from 'ws';
 
