@@ -30,7 +30,7 @@ const PLAN = QUICK
       sizes: [10_000],
     }
   : {
-      requests: 60,
+      requests: 150,
       throughputSeconds: 10,
       realtimeSeconds: 10,
       // 1,000 visitors take about half a minute per request: three are timed.
