@@ -70,7 +70,11 @@ const PROFILING_NOTES = `Three slowdowns these benchmarks found were ours, and a
    widening multiplies per 16 codes) scores and ranks them on one worker thread per core: one query over 1,000,000 faces
    35.5 -> 17-18 ms in process. Eight queries at once (eight faces in one image) went 82 -> 101-104 ms: that loop then does
    8 times the arithmetic on rows already in cache, where onnxruntime's matrix kernel does better (widening rows to 16 bits
-   first, for one multiply-add per 8 pairs, was tried: 25 ms for one query, no gain for eight).
+   first, for one multiply-add per 8 pairs, was tried: 25 ms for one query, no gain for eight). Over three full runs of this
+   benchmark with it, recognize at 1,000,000 faces took 1.71x, 2.14x and 1.93x its time at 100 (with onnxruntime's search:
+   2.08x and 2.49x); the search itself took 20-25 ms per request in the service at 1,000,000 faces in each of them, and what
+   moved the ratio from run to run was decode, detect and embed slowing down under outside load on this shared machine (the
+   stage columns of the scale table show it for the run on this page).
 
 Looked at and left: \`detect\` takes 1.2-1.3x the network alone at 640x480 (resize, blob and decoding around it).
 Reconciling costs about 38 ms of decode, detect and embed per image (measured in process), plus the INSERT of the images
