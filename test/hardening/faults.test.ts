@@ -82,7 +82,11 @@ describe.skipIf(fixturesMissing)('faults', () => {
     });
 
     it('down at start: the service starts, detect works, recognize answers 503, /health says degraded', async () => {
-      const down = await health(url);
+      // "starting" until the gallery's first connection attempt has failed, then "degraded".
+      const down = await eventually('the first connection attempt to fail', async () => {
+        const h = await health(url);
+        return h.body?.status === 'starting' ? undefined : h;
+      });
       reliability.record('database down at start: /health', `${down.status} ${down.body.status}`);
       expect(down.status).toBe(503);
       expect(down.body.status).toBe('degraded');
