@@ -18,6 +18,7 @@ import WebSocket from 'ws';
 import { startEmbeddedPostgres } from '../src/gallery/embedded.js';
 import { REPO_ROOT, readTestdata } from '../test/helpers/fixtures.js';
 import { closedPort, eventually, launchService, type ServiceProcess } from '../test/hardening/helpers/service.js';
+import { answerOf } from '../test/hardening/helpers/http.js';
 
 export interface SoakOptions {
   durationS: number;
@@ -150,13 +151,7 @@ class Tally {
 }
 
 async function judge(call: Call, response: Response): Promise<Outcome> {
-  const text = await response.text();
-  let body: any;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    body = undefined;
-  }
+  const { body } = await answerOf(response);
   const outcome = response.status < 400 ? String(response.status) : `${response.status} ${body?.error?.code ?? '(not a contract error)'}`;
   if (DESIGNED_LOAD_ANSWERS.includes(outcome)) return { outcome, problem: response.headers.get('retry-after') ? null : 'no Retry-After' };
   if (response.status >= 500) return { outcome, problem: 'server fault' };

@@ -12,7 +12,7 @@ import { MemoryGallery } from '../server/helpers/memory-gallery.js';
 import { base64Of, startServer, type TestServer } from '../server/helpers/server.js';
 import { craftedCorpus, mutationSeeds, SMALL_PHOTO, type CraftedCase } from './helpers/corpus.js';
 import { contractViolations, fingerprints, outcomeOf, postJson, rawRequest, type Answer } from './helpers/http.js';
-import { allowedMb, settledMemory } from './helpers/memory.js';
+import { expectMemoryBack, settledMemory } from './helpers/memory.js';
 import { Reliability } from './helpers/reliability.js';
 
 const KEY = 'hardening-http-key-5f1c2a';
@@ -20,9 +20,6 @@ const AUTH = { authorization: `Bearer ${KEY}` };
 const IMAGE_ROUTES = ['/api/v1/detect', '/api/v1/extract-features', '/api/v1/recognize', '/api/v1/verify'] as const;
 // Fixed seeds: the same cases every run, so that the table's counts are stable.
 const SEED = 20261128;
-// Memory may grow this much over the warm-up baseline (plus 10%) before it counts as a leak.
-const RSS_SLACK_MB = 32;
-const HEAP_SLACK_MB = 8;
 
 const reliability = new Reliability('http-input', 'Hostile input over HTTP', 'test/hardening/http-input.test.ts');
 
@@ -344,16 +341,7 @@ describe.skipIf(fixturesMissing)('hostile input over HTTP', () => {
       }),
       { seed: SEED, numRuns: 200 },
     );
-    const after = await settledMemory();
-    const rssLimit = allowedMb(baseline.rssMb, RSS_SLACK_MB);
-    const heapLimit = allowedMb(baseline.heapUsedMb, HEAP_SLACK_MB);
-    reliability.note(
-      `Memory of the test process (service in-process) after GC: RSS ${baseline.rssMb} MB after warm-up, ${after.rssMb} MB after ${3 * corpus.length} more crafted files and 200 fuzz cases (limit ${rssLimit} MB); JS heap ${baseline.heapUsedMb} -> ${after.heapUsedMb} MB (limit ${heapLimit} MB).`,
-    );
-    const outcome = after.rssMb <= rssLimit && after.heapUsedMb <= heapLimit ? 'back within 10% + slack of the warm-up baseline' : 'GREW';
-    reliability.record('memory after the corpus ×3 and 200 fuzz cases, against the warm-up baseline', outcome);
-    expect(after.rssMb).toBeLessThanOrEqual(rssLimit);
-    expect(after.heapUsedMb).toBeLessThanOrEqual(heapLimit);
+    await expectMemoryBack(reliability, baseline, 'memory after the corpus ×3 and 200 fuzz cases, against the warm-up baseline', `${3 * corpus.length} more crafted files and 200 fuzz cases`);
     await stillServing();
   });
 

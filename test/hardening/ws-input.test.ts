@@ -9,15 +9,13 @@ import { MemoryGallery } from '../server/helpers/memory-gallery.js';
 import { base64Of, startServer, type TestServer } from '../server/helpers/server.js';
 import { craftedCorpus, SMALL_PHOTO, type CraftedCase } from './helpers/corpus.js';
 import { fingerprints } from './helpers/http.js';
-import { allowedMb, settledMemory } from './helpers/memory.js';
+import { expectMemoryBack, settledMemory } from './helpers/memory.js';
 import { Reliability } from './helpers/reliability.js';
 import { RealtimeClient, wsOutcome } from '../helpers/realtime-client.js';
 
 const KEY = 'hardening-ws-key-93ad01';
 const SEED = 20261128;
 const MAX_MESSAGE_BYTES = 1024 * 1024;
-const RSS_SLACK_MB = 32;
-const HEAP_SLACK_MB = 8;
 
 const reliability = new Reliability('ws-input', 'Hostile input through the WebSocket', 'test/hardening/ws-input.test.ts');
 
@@ -209,16 +207,7 @@ describe.skipIf(fixturesMissing)('hostile input through the WebSocket', () => {
       }),
       { seed: SEED, numRuns: 100 },
     );
-    const after = await settledMemory();
-    const rssLimit = allowedMb(baseline.rssMb, RSS_SLACK_MB);
-    const heapLimit = allowedMb(baseline.heapUsedMb, HEAP_SLACK_MB);
-    reliability.note(
-      `Memory of the test process (service in-process) after GC: RSS ${baseline.rssMb} MB after warm-up, ${after.rssMb} MB after ${2 * corpus.length} more crafted frames and 100 random ones (limit ${rssLimit} MB); JS heap ${baseline.heapUsedMb} -> ${after.heapUsedMb} MB (limit ${heapLimit} MB).`,
-    );
-    const outcome = after.rssMb <= rssLimit && after.heapUsedMb <= heapLimit ? 'back within 10% + slack of the warm-up baseline' : 'GREW';
-    reliability.record('memory after the corpus ×2 and 100 random frames, against the warm-up baseline', outcome);
-    expect(after.rssMb).toBeLessThanOrEqual(rssLimit);
-    expect(after.heapUsedMb).toBeLessThanOrEqual(heapLimit);
+    await expectMemoryBack(reliability, baseline, 'memory after the corpus ×2 and 100 random frames, against the warm-up baseline', `${2 * corpus.length} more crafted frames and 100 random ones`);
     await stillServing(client);
   });
 

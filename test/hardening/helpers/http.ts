@@ -12,8 +12,8 @@ export interface Answer {
   body: any;
 }
 
-export async function send(url: string, init: RequestInit = {}): Promise<Answer> {
-  const response = await fetch(url, init);
+/** Reads a response whole: status, headers, text and, when the text is JSON, its value. */
+export async function answerOf(response: Response): Promise<Answer> {
   const text = await response.text();
   let body: any;
   try {
@@ -22,6 +22,10 @@ export async function send(url: string, init: RequestInit = {}): Promise<Answer>
     body = undefined;
   }
   return { status: response.status, headers: response.headers, text, body };
+}
+
+export async function send(url: string, init: RequestInit = {}): Promise<Answer> {
+  return answerOf(await fetch(url, init));
 }
 
 /** POSTs `body` (a value, sent as JSON, or raw text or bytes) with Content-Type: application/json. */

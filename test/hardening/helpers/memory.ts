@@ -1,6 +1,8 @@
 // Memory of this process after a full garbage collection, to tell a leak from a high-water mark.
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { expect } from 'vitest';
+import type { Reliability } from './reliability.js';
 
 // Tests run without --expose-gc; the flag can still be set at run time and gc taken from a fresh context.
 setFlagsFromString('--expose-gc');
@@ -25,7 +27,29 @@ export async function settledMemory(): Promise<MemorySample> {
   return { rssMb: mb(usage.rss), heapUsedMb: mb(usage.heapUsed), externalMb: mb(usage.external) };
 }
 
+// Memory may grow this much over the warm-up baseline (plus 10%) before it counts as a leak.
+const RSS_SLACK_MB = 32;
+const HEAP_SLACK_MB = 8;
+
 /** The growth allowed over a baseline: the issue's "within 10% + a few MB". */
-export function allowedMb(baselineMb: number, slackMb: number): number {
+function allowedMb(baselineMb: number, slackMb: number): number {
   return Math.round((baselineMb * 1.1 + slackMb) * 10) / 10;
+}
+
+/**
+ * Samples memory after `what` (e.g. "147 more crafted files and 200 fuzz cases"), notes it against
+ * `baseline`, records `caseName` in the reliability table, and expects RSS and the JS heap back
+ * within 10% + slack of the baseline.
+ */
+export async function expectMemoryBack(reliability: Reliability, baseline: MemorySample, caseName: string, what: string): Promise<void> {
+  const after = await settledMemory();
+  const rssLimit = allowedMb(baseline.rssMb, RSS_SLACK_MB);
+  const heapLimit = allowedMb(baseline.heapUsedMb, HEAP_SLACK_MB);
+  reliability.note(
+    `Memory of the test process (service in-process) after GC: RSS ${baseline.rssMb} MB after warm-up, ${after.rssMb} MB after ${what} (limit ${rssLimit} MB); JS heap ${baseline.heapUsedMb} -> ${after.heapUsedMb} MB (limit ${heapLimit} MB).`,
+  );
+  const outcome = after.rssMb <= rssLimit && after.heapUsedMb <= heapLimit ? 'back within 10% + slack of the warm-up baseline' : 'GREW';
+  reliability.record(caseName, outcome);
+  expect(after.rssMb).toBeLessThanOrEqual(rssLimit);
+  expect(after.heapUsedMb).toBeLessThanOrEqual(heapLimit);
 }
