@@ -7,10 +7,10 @@ const UNKNOWN = '#f59e0b';
 // Right eye, left eye, nose tip, right mouth corner, left mouth corner.
 const LANDMARK_COLOURS = ['#ff3b30', '#0a84ff', '#ffffff', '#af52de', '#ffcc00'];
 
-/** What a face's label says: who (or "unknown") and how similar. */
+/** What a face's label says: who (or "unknown") and how similar (a recognised face's `confidence`). */
 export function describeFace(face) {
-  if (face.matched && face.visitor_id) return `${face.visitor_id} ${face.similarity.toFixed(2)}`;
-  if (typeof face.similarity === 'number') return `unknown (best ${face.similarity.toFixed(2)})`;
+  if (face.matched && face.visitor_id) return `${face.visitor_id} ${face.confidence.toFixed(2)}`;
+  if (typeof face.confidence === 'number') return `unknown (best ${face.confidence.toFixed(2)})`;
   return 'unknown';
 }
 
@@ -50,7 +50,7 @@ export function renderFaces({ canvas, labels, faces, width, height, background }
       label.dataset.box = face.bbox.join(',');
       label.dataset.matched = String(Boolean(face.matched));
       if (face.visitor_id) label.dataset.visitorId = face.visitor_id;
-      if (typeof face.similarity === 'number') label.dataset.similarity = String(face.similarity);
+      if (typeof face.confidence === 'number') label.dataset.similarity = String(face.confidence);
       return label;
     }),
   );

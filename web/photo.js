@@ -23,8 +23,8 @@ function summarise(faces) {
 function faceItem(face) {
   const item = document.createElement('li');
   const who = face.matched ? face.visitor_id : 'unknown';
-  const similarity = typeof face.similarity === 'number' ? `similarity ${face.similarity.toFixed(3)}` : 'no visitors to compare';
-  item.textContent = `${who}: ${similarity}, detector ${face.confidence.toFixed(2)}`;
+  const similarity = typeof face.confidence === 'number' ? `similarity ${face.confidence.toFixed(3)}` : 'no visitors to compare';
+  item.textContent = `${who}: ${similarity}, detector ${face.detection_confidence.toFixed(2)}`;
   return item;
 }
 

@@ -1,7 +1,8 @@
 // WebSocket /ws/realtime (alias /ws/realtimetime) for camera feeds. One frame is processed at a
 // time per connection; frames that arrive meanwhile wait in a single slot where the newest wins,
 // and the ones it replaced are reported as dropped. A camera therefore always gets an answer about
-// its latest picture instead of a growing backlog.
+// its latest picture instead of a growing backlog. Every message sent is one of the schemas'
+// RealtimeMessage types, each of which carries `faces` and `count`.
 import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
 import type { RawData, WebSocket } from 'ws';
 import type { Config } from '../config.js';
@@ -11,6 +12,7 @@ import type { ServiceMetrics } from './metrics.js';
 import type { InferencePipeline } from './pipeline.js';
 import { recognizeFaces } from './recognition.js';
 import { Deadline } from './scheduler.js';
+import type { RealtimeMessageBody } from './schemas.js';
 
 export const REALTIME_PATHS = ['/ws/realtime', '/ws/realtimetime'] as const;
 
@@ -20,6 +22,8 @@ const TRY_AGAIN_LATER = 1013;
 // Longest a shutdown waits for peers to acknowledge the close before cutting them off.
 const CLOSE_GRACE_MS = 3000;
 const MAX_ID_LENGTH = 128;
+// What messages that are not results say about faces.
+const NO_FACES: { faces: []; count: 0 } = { faces: [], count: 0 };
 
 export type FrameId = string | number;
 
@@ -166,7 +170,7 @@ class RealtimeConnection {
 
   private flushDropped(): void {
     if (this.dropped.length === 0) return;
-    this.send({ type: 'dropped', ids: this.dropped });
+    this.send({ type: 'dropped', ids: this.dropped, ...NO_FACES });
     this.dropped = [];
   }
 
@@ -197,10 +201,10 @@ class RealtimeConnection {
   }
 
   private sendError(code: ErrorCode, message: string, id?: FrameId): void {
-    this.send(id === undefined ? { type: 'error', code, message } : { type: 'error', code, message, id });
+    this.send(id === undefined ? { type: 'error', code, message, ...NO_FACES } : { type: 'error', code, message, id, ...NO_FACES });
   }
 
-  private send(message: object): void {
+  private send(message: RealtimeMessageBody): void {
     if (this.socket.readyState === this.socket.OPEN) this.socket.send(JSON.stringify(message));
   }
 }

@@ -3,20 +3,13 @@ import type { Face } from '../engine/detect.js';
 import { FaceRecogError } from '../errors.js';
 import type { Gallery, Match } from '../gallery/types.js';
 import type { Analysis } from './pipeline.js';
+import type { RecognizedFaceBody } from './schemas.js';
 
+/** A face in a detect answer: `confidence` is the detector's score (the guide's DetectResponse). */
 export interface FaceView {
   bbox: [number, number, number, number];
-  /** Detector score. */
   confidence: number;
   landmarks: [number, number][];
-}
-
-export interface RecognizedFace extends FaceView {
-  /** The matched visitor; null unless `matched`. */
-  visitor_id: string | null;
-  /** Cosine similarity to the best visitor; null when the gallery is empty or the face was not embedded (over the per-image limit). */
-  similarity: number | null;
-  matched: boolean;
 }
 
 const round2 = (v: number): number => Math.round(v * 100) / 100;
@@ -29,15 +22,25 @@ export function faceView(face: Face): FaceView {
   };
 }
 
-/** A match counts only at or above the threshold, compared on the exact similarity. */
-export function recognizedFace(face: Face, match: Match | null, threshold: number): RecognizedFace {
-  const matched = match !== null && match.similarity >= threshold;
-  return {
-    ...faceView(face),
-    visitor_id: matched ? match.visitorId : null,
-    similarity: match?.similarity ?? null,
-    matched,
-  };
+/**
+ * A cosine similarity as answered: float32 rounding takes the same image against itself to
+ * 1.0000000066, outside the range a cosine has by definition.
+ */
+export function clampSimilarity(similarity: number): number {
+  return Math.min(1, Math.max(-1, similarity));
+}
+
+/**
+ * `confidence` is the similarity to the best visitor, as answered; a match counts at or above the
+ * threshold, compared on that same value.
+ */
+export function recognizedFace(face: Face, match: Match | null, threshold: number): RecognizedFaceBody {
+  const { bbox, confidence: detectionConfidence, landmarks } = faceView(face);
+  const detected = { bbox, landmarks, detection_confidence: detectionConfidence };
+  if (match === null) return { ...detected, confidence: null, visitor_id: null, matched: false };
+  const similarity = clampSimilarity(match.similarity);
+  const matched = similarity >= threshold;
+  return { ...detected, confidence: similarity, visitor_id: matched ? match.visitorId : null, matched };
 }
 
 /** Every face of the analysis with its best visitor; faces beyond the embedded ones stay unmatched. */
@@ -46,7 +49,7 @@ export async function recognizeFaces(
   gallery: Gallery | null,
   threshold: number,
   timeSearch: <T>(search: () => Promise<T>) => Promise<T>,
-): Promise<RecognizedFace[]> {
+): Promise<RecognizedFaceBody[]> {
   if (analysis.faces.length === 0) return [];
   if (!gallery) throw new FaceRecogError('not_ready', 'the visitor gallery is starting; retry shortly', { retryAfterS: 2 });
   const matches = await timeSearch(() => gallery.search(analysis.embeddings));

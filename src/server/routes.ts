@@ -7,14 +7,14 @@ import { FaceRecogError } from '../errors.js';
 import type { Gallery } from '../gallery/types.js';
 import { healthReport, type HealthSources } from './health.js';
 import type { DetectParams, InferencePipeline } from './pipeline.js';
-import { faceView, recognizeFaces } from './recognition.js';
+import { clampSimilarity, faceView, recognizeFaces } from './recognition.js';
 import { Deadline, type InferenceScheduler } from './scheduler.js';
 import {
   DetectRequest,
   DetectResponse,
   ErrorResponse,
-  ExtractRequest,
-  ExtractResponse,
+  ExtractFeaturesRequest,
+  ExtractFeaturesResponse,
   HealthResponse,
   RecognizeRequest,
   RecognizeResponse,
@@ -88,7 +88,7 @@ export async function apiRoutes(parent: FastifyInstance, deps: RouteDeps): Promi
       url,
       inference(
         alias ? 'Extract features (alias of /api/v1/extract-features)' : 'Extract the feature vector of the most confident face',
-        { body: ExtractRequest, response: { 200: ExtractResponse, ...errors }, deprecated: alias },
+        { body: ExtractFeaturesRequest, response: { 200: ExtractFeaturesResponse, ...errors }, deprecated: alias },
         limits.single,
       ),
       async (request) => {
@@ -123,7 +123,7 @@ export async function apiRoutes(parent: FastifyInstance, deps: RouteDeps): Promi
       const top = faces[0];
       return {
         visitor_id: top?.visitor_id ?? null,
-        confidence: top?.similarity ?? null,
+        confidence: top?.confidence ?? null,
         matched: top?.matched ?? false,
         face_detected: top !== undefined,
         threshold,
@@ -143,7 +143,7 @@ export async function apiRoutes(parent: FastifyInstance, deps: RouteDeps): Promi
       const threshold = request.body.threshold ?? defaultThreshold();
       const deadline = new Deadline(config.inference.timeoutMs);
       const [first, second] = await pipeline().analyzePair([request.body.image1, request.body.image2], deadline);
-      const similarity = first && second ? cosineSimilarity(first.embedding, second.embedding) : null;
+      const similarity = first && second ? clampSimilarity(cosineSimilarity(first.embedding, second.embedding)) : null;
       return {
         similarity,
         matched: similarity !== null && similarity >= threshold,

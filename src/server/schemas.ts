@@ -1,5 +1,8 @@
-// Request and response shapes of CONTRACT.md. Fastify validates requests against them, serialises
-// answers through them, and the OpenAPI document at /openapi.json is generated from them.
+// Request and response shapes of CONTRACT.md: the one source of truth for them. Fastify validates
+// requests against them and serialises answers through them, the OpenAPI document at /openapi.json
+// is generated from them, and so are the typed client's types (tools/client-types.ts writes every
+// schema exported here to packages/client/src/api-types.ts; a test fails when that file is stale).
+// A `title` names a nested shape in the client's types.
 import { Type, type Static } from 'typebox';
 
 const Image = Type.String({
@@ -23,7 +26,7 @@ const DetectFields = {
 };
 
 export const DetectRequest = Type.Object({ image: Image, ...DetectFields });
-export const ExtractRequest = DetectRequest;
+export const ExtractFeaturesRequest = DetectRequest;
 export const RecognizeRequest = Type.Object({ image: Image, threshold: Threshold, ...DetectFields });
 export const VerifyRequest = Type.Object({ image1: Image, image2: Image, threshold: Threshold });
 
@@ -32,34 +35,45 @@ export type RecognizeBody = Static<typeof RecognizeRequest>;
 export type VerifyBody = Static<typeof VerifyRequest>;
 
 const Box = Type.Array(Type.Number(), {
+  title: 'BBox',
   minItems: 4,
   maxItems: 4,
   description: '[x, y, width, height] in pixels of the image as displayed (EXIF orientation applied)',
 });
-const Landmarks = Type.Array(Type.Array(Type.Number(), { minItems: 2, maxItems: 2 }), {
+const Point = Type.Array(Type.Number(), { title: 'Point', minItems: 2, maxItems: 2, description: '[x, y] in pixels' });
+const Landmarks = Type.Array(Point, {
+  title: 'Landmarks',
+  minItems: 5,
+  maxItems: 5,
   description: 'Five [x, y] points: right eye, left eye, nose tip, right mouth corner, left mouth corner',
 });
 const NullableNumber = (description: string) => Type.Union([Type.Number(), Type.Null()], { description });
 const NullableString = (description: string) => Type.Union([Type.String(), Type.Null()], { description });
+const DetectorScore = Type.Number({ description: 'Detector score, 0..1' });
+// Its values are the codes of src/errors.ts (the client's types list them).
+const ErrorCode = Type.String({ title: 'ApiErrorCode', description: 'Stable machine-readable code, e.g. invalid_image' });
 
-const DetectedFace = Type.Object({
-  bbox: Box,
-  confidence: Type.Number({ description: 'Detector score, 0..1' }),
-  landmarks: Landmarks,
-});
+const DetectedFace = Type.Object({ bbox: Box, confidence: DetectorScore, landmarks: Landmarks }, { title: 'DetectedFace' });
 
-export const RecognizedFace = Type.Object({
-  bbox: Box,
-  confidence: Type.Number({ description: 'Detector score, 0..1' }),
-  landmarks: Landmarks,
-  visitor_id: NullableString('The matched visitor; null unless matched'),
-  similarity: NullableNumber('Cosine similarity to the best visitor (raw, may be negative); null when the gallery is empty or the face is beyond MAX_FACES'),
-  matched: Type.Boolean({ description: 'similarity >= threshold' }),
-});
+/** A face in a recognition answer (recognize, WebSocket): `confidence` is the match, as the guide reads it. */
+const RecognizedFace = Type.Object(
+  {
+    bbox: Box,
+    landmarks: Landmarks,
+    detection_confidence: DetectorScore,
+    confidence: NullableNumber(
+      'Cosine similarity to the best visitor, in [-1, 1]; null when the gallery is empty or the face was not embedded (beyond MAX_FACES)',
+    ),
+    visitor_id: NullableString('The matched visitor; null unless matched'),
+    matched: Type.Boolean({ description: 'confidence >= threshold' }),
+  },
+  { title: 'RecognizedFace' },
+);
+export type RecognizedFaceBody = Static<typeof RecognizedFace>;
 
 export const DetectResponse = Type.Object({ faces: Type.Array(DetectedFace), count: Type.Integer() });
 
-export const ExtractResponse = Type.Object({
+export const ExtractFeaturesResponse = Type.Object({
   feature_vector: Type.Union([Type.Array(Type.Number()), Type.Null()], {
     description: 'L2-normalised embedding of the most confident face; null when no face',
   }),
@@ -71,7 +85,7 @@ export const ExtractResponse = Type.Object({
 
 export const RecognizeResponse = Type.Object({
   visitor_id: NullableString('The best visitor for the most confident face, only when matched'),
-  confidence: NullableNumber('Cosine similarity of that visitor; null when no face or an empty gallery'),
+  confidence: NullableNumber('Cosine similarity of that visitor, in [-1, 1]; null when no face or an empty gallery'),
   matched: Type.Boolean(),
   face_detected: Type.Boolean(),
   threshold: Type.Number({ description: 'The threshold applied' }),
@@ -79,16 +93,102 @@ export const RecognizeResponse = Type.Object({
 });
 
 export const VerifyResponse = Type.Object({
-  similarity: NullableNumber('Cosine similarity of the most confident face of each image; null when either has none'),
+  similarity: NullableNumber('Cosine similarity of the most confident face of each image, in [-1, 1]; null when either has none'),
   matched: Type.Boolean(),
   threshold: Type.Number(),
   face_detected: Type.Array(Type.Boolean(), { minItems: 2, maxItems: 2 }),
 });
 
+// WebSocket /ws/realtime. Every message the service sends carries `faces` and `count` (CONTRACT.md):
+// the guide's client reads `result.faces` of every message it gets.
+const FrameId = Type.Union([Type.String({ maxLength: 128 }), Type.Number()], {
+  title: 'FrameId',
+  description: "The frame's id as the client sent it; frames sent without one are numbered per connection from 1",
+});
+const NO_FACES = { faces: Type.Array(RecognizedFace, { maxItems: 0 }), count: Type.Literal(0) };
+
+export const RealtimeFrame = Type.Object(
+  { type: Type.Literal('frame'), image: Image, id: Type.Optional(FrameId) },
+  { description: 'Client to service: a camera frame to recognise' },
+);
+
+export const RealtimeResults = Type.Object(
+  {
+    type: Type.Literal('results'),
+    id: FrameId,
+    faces: Type.Array(RecognizedFace, { description: 'Every detected face, most confident first' }),
+    count: Type.Integer({ description: 'faces.length' }),
+    latency_ms: Type.Number({ description: 'From receiving the frame to answering it' }),
+  },
+  { description: 'The answer to a frame' },
+);
+
+export const RealtimeDropped = Type.Object(
+  { type: Type.Literal('dropped'), ids: Type.Array(FrameId), ...NO_FACES },
+  { description: 'Frames skipped unanswered: a newer frame arrived while they waited (or the service shut down)' },
+);
+
+export const RealtimeErrorMessage = Type.Object(
+  {
+    type: Type.Literal('error'),
+    code: ErrorCode,
+    message: Type.String({ description: 'What went wrong, for a person' }),
+    id: Type.Optional(FrameId),
+    ...NO_FACES,
+  },
+  { description: 'A message or frame the service could not use; the connection stays open' },
+);
+
+export const RealtimeMessage = Type.Union([RealtimeResults, RealtimeDropped, RealtimeErrorMessage], {
+  description: 'Service to client: every message carries `faces` and `count`',
+});
+export type RealtimeMessageBody = Static<typeof RealtimeMessage>;
+
+// GET /api/v1/gallery/images (CONTRACT.md): what became of each stored visitor image, so that the
+// backend can ask a visitor for a better photo.
+const ImageReason = Type.Union(
+  [Type.Literal('invalid_image'), Type.Literal('no_face'), Type.Literal('several_faces'), Type.Literal('face_too_small'), Type.Literal('unsupported_column')],
+  { title: 'ImageReason' },
+);
+const ImageStatus = Type.Union([Type.Literal('ok'), Type.Literal('failed')], { description: 'ok: enrolled; failed: not enrolled' });
+
+export const GalleryImagesQuery = Type.Object({
+  status: Type.Optional(Type.Union([ImageStatus, ImageReason], { description: 'ok, failed, or one reason' })),
+  visitor_id: Type.Optional(Type.String()),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+  after: Type.Optional(Type.String({ description: 'The `next` cursor of the previous page' })),
+});
+
+export const GalleryImagesResponse = Type.Object({
+  images: Type.Array(
+    Type.Object(
+      {
+        source: Type.Object({ table: Type.String(), key: Type.String({ description: "The row's key, as a string" }) }),
+        visitor_id: Type.String(),
+        status: ImageStatus,
+        reason: Type.Union([ImageReason, Type.Null()], { description: 'Why not enrolled, or several_faces (the largest, most confident face was enrolled); null otherwise' }),
+        face: Type.Union([
+          Type.Object({
+            bbox: Box,
+            detection_confidence: DetectorScore,
+            rotated: Type.Union([Type.Literal(0), Type.Literal(90), Type.Literal(180), Type.Literal(270)], {
+              description: 'Clockwise degrees the stored image was turned before its face was found',
+            }),
+          }),
+          Type.Null(),
+        ]),
+        checked_at: Type.String({ format: 'date-time' }),
+      },
+      { title: 'GalleryImage' },
+    ),
+  ),
+  next: Type.Union([Type.String(), Type.Null()], { description: 'The cursor of the next page (pass it as `after`); null on the last page' }),
+});
+
 export const ErrorResponse = Type.Object(
   {
     error: Type.Object({
-      code: Type.String({ description: 'Stable machine-readable code, e.g. invalid_image' }),
+      code: ErrorCode,
       message: Type.String({ description: 'What went wrong, for a person' }),
     }),
   },
@@ -100,7 +200,10 @@ export const HealthResponse = Type.Object(
     status: Type.Union([Type.Literal('ok'), Type.Literal('starting'), Type.Literal('degraded')]),
     reasons: Type.Array(Type.String(), { description: 'What is not ready; empty when ok' }),
     models: Type.Union([
-      Type.Object({ detector: Type.String(), recognizer: Type.String(), dimension: Type.Integer(), match_threshold: Type.Number() }),
+      Type.Object(
+        { detector: Type.String(), recognizer: Type.String(), dimension: Type.Integer(), match_threshold: Type.Number() },
+        { title: 'ModelsHealth' },
+      ),
       Type.Null(),
     ]),
     gallery: Type.Union([
@@ -113,7 +216,7 @@ export const HealthResponse = Type.Object(
         model: Type.String(),
         last_sync_at: Type.Union([Type.String(), Type.Null()]),
         error: Type.Union([Type.String(), Type.Null()]),
-      }),
+      }, { title: 'GalleryHealth' }),
       Type.Null(),
     ]),
     queue: Type.Object({ running: Type.Integer(), waiting: Type.Integer(), background: Type.Integer() }),

@@ -153,6 +153,10 @@ describe.skipIf(fixturesMissing || chromiumMissing)('demo page in Chromium again
       labels.map((l) => (l as HTMLElement).dataset.visitorId).sort(),
     );
     expect(names).toEqual(['biden', 'obama']);
+    // Each face's line gives its match (the answer's `confidence`) and the detector's score (`detection_confidence`).
+    const lines = await page.locator('#photo-faces li').allTextContents();
+    expect(lines.filter((line) => /^(biden|obama): similarity 0\.\d{3}, detector 0\.\d\d$/.test(line))).toHaveLength(2);
+    expect(lines.filter((line) => /^unknown: similarity -?0\.\d{3}, detector 0\.\d\d$/.test(line))).toHaveLength(1);
 
     // The boxes are really on the canvas: the middle of each detected box's top edge has a box colour.
     const edgeColours = await page.evaluate((boxes) => {

@@ -226,14 +226,14 @@ describe.skipIf(fixturesMissing)('security', () => {
       const payload = crowd.toString('base64');
       sentPayloads.push(payload);
       const answer = await postJson(server.url, '/api/v1/recognize', { image: payload });
-      const matched = answer.body.faces.filter((f: { similarity: number | null }) => f.similarity !== null).length;
+      const matched = answer.body.faces.filter((f: { confidence: number | null }) => f.confidence !== null).length;
       reliability.record('crowd of 16 faces with MAX_FACES=3: recognize', `${answer.body.faces.length} faces listed, ${matched} embedded and searched`);
       expect(answer.body.faces.length).toBeGreaterThanOrEqual(12);
       expect(matched).toBe(3);
       const camera = await RealtimeClient.connect(`${server.wsUrl}/ws/realtime`);
       const frame = await camera.ask({ type: 'frame', image: payload });
       camera.socket.terminate();
-      const searched = frame.faces.filter((f: { similarity: number | null }) => f.similarity !== null).length;
+      const searched = frame.faces.filter((f: { confidence: number | null }) => f.confidence !== null).length;
       reliability.record('crowd of 16 faces with MAX_FACES=3: WebSocket frame', `${frame.faces.length} faces listed, ${searched} embedded and searched`);
       expect(searched).toBe(3);
       expect(queries).toEqual([3, 3]);

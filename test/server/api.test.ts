@@ -30,6 +30,7 @@ describe.skipIf(fixturesMissing)('HTTP API', () => {
       expect(body.count).toBe(1);
       const [face] = body.faces;
       const [x, y, w, h] = face.bbox;
+      expect(Object.keys(face)).toEqual(['bbox', 'confidence', 'landmarks']);
       expect(face.confidence).toBeGreaterThan(0.9);
       expect(face.landmarks).toHaveLength(5);
       // Inside the 910x1137 photo, and the eyes inside the box.
@@ -106,7 +107,12 @@ describe.skipIf(fixturesMissing)('HTTP API', () => {
       expect(body).toMatchObject({ visitor_id: 'obama', matched: true, face_detected: true, threshold: 0.45 });
       expect(body.confidence).toBeGreaterThan(0.45);
       expect(body.faces).toHaveLength(1);
-      expect(body.faces[0]).toMatchObject({ visitor_id: 'obama', matched: true, similarity: body.confidence });
+      // The face's confidence is its match, as the guide reads it; the detector's score has its own name.
+      expect(Object.keys(body.faces[0])).toEqual(['bbox', 'landmarks', 'detection_confidence', 'confidence', 'visitor_id', 'matched']);
+      expect(body.faces[0]).toMatchObject({ visitor_id: 'obama', matched: true, confidence: body.confidence });
+      const detected = await post(server, '/api/v1/detect', { image: obama });
+      expect(body.faces[0].detection_confidence).toBe(detected.body.faces[0].confidence);
+      expect(body.faces[0].bbox).toEqual(detected.body.faces[0].bbox);
     });
 
     it('reports every face of a group photo with its own visitor', async () => {
@@ -115,14 +121,15 @@ describe.skipIf(fixturesMissing)('HTTP API', () => {
       expect(body.faces.map((f: { visitor_id: string }) => f.visitor_id).sort()).toEqual(['biden', 'obama']);
       for (const face of body.faces) {
         expect(face.matched).toBe(true);
-        expect(face.similarity).toBeGreaterThan(0.45);
+        expect(face.confidence).toBeGreaterThan(0.45);
         expect(face.bbox).toHaveLength(4);
         expect(face.landmarks).toHaveLength(5);
-        expect(face.confidence).toBeGreaterThan(0.9);
+        expect(face.detection_confidence).toBeGreaterThan(0.9);
       }
       // Top-level fields describe the most confident face.
+      expect(body.faces[0].detection_confidence).toBeGreaterThanOrEqual(body.faces[1].detection_confidence);
       expect(body.visitor_id).toBe(body.faces[0].visitor_id);
-      expect(body.confidence).toBe(body.faces[0].similarity);
+      expect(body.confidence).toBe(body.faces[0].confidence);
     });
 
     it('never names a stranger: visitor_id stays null below the threshold, the similarity is still reported', async () => {
@@ -156,7 +163,8 @@ describe.skipIf(fixturesMissing)('HTTP API', () => {
       try {
         const { body } = await post(empty, '/api/v1/recognize', { image: obama });
         expect(body).toMatchObject({ visitor_id: null, confidence: null, matched: false, face_detected: true });
-        expect(body.faces[0].similarity).toBeNull();
+        expect(body.faces[0].confidence).toBeNull();
+        expect(body.faces[0].detection_confidence).toBeGreaterThan(0.9);
       } finally {
         await empty.close();
       }
@@ -167,8 +175,9 @@ describe.skipIf(fixturesMissing)('HTTP API', () => {
       try {
         const { body } = await post(limited, '/api/v1/recognize', { image: base64Of(TWO_PEOPLE) });
         expect(body.faces).toHaveLength(2);
-        expect(body.faces[0].similarity).toEqual(expect.any(Number));
-        expect(body.faces[1]).toMatchObject({ similarity: null, visitor_id: null, matched: false });
+        expect(body.faces[0].confidence).toEqual(expect.any(Number));
+        expect(body.faces[1]).toMatchObject({ confidence: null, visitor_id: null, matched: false });
+        expect(body.faces[1].detection_confidence).toEqual(expect.any(Number));
       } finally {
         await limited.close();
       }
@@ -200,6 +209,36 @@ describe.skipIf(fixturesMissing)('HTTP API', () => {
     it('gives a null similarity when either image has no face', async () => {
       const { body } = await post(server, '/api/v1/verify', { image1: obama, image2: base64Of(NO_FACE), threshold: 0.3 });
       expect(body).toEqual({ similarity: null, matched: false, threshold: 0.3, face_detected: [true, false] });
+    });
+  });
+
+  describe('similarities stay within [-1, 1]', () => {
+    // float32 rounding takes a face against itself just past 1 for most of these photos.
+    const SAME_PERSON = ['faces/deepface_p01/2.jpg', 'faces/deepface_p01/5.jpg', 'faces/deepface_p01/6.jpg', 'faces/deepface_p01/7.jpg'];
+
+    it('verify of an image with itself answers at most 1', async () => {
+      for (const photo of SAME_PERSON) {
+        const image = base64Of(photo);
+        const { body } = await post(server, '/api/v1/verify', { image1: image, image2: image });
+        expect(body.similarity).toBeLessThanOrEqual(1);
+        expect(body.similarity).toBeGreaterThan(0.9999);
+      }
+    });
+
+    it('recognize of an enrolled image answers at most 1, and matches at threshold 1', async () => {
+      const gallery = new MemoryGallery();
+      for (const [i, photo] of SAME_PERSON.entries()) await gallery.enroll(`p01-${i}`, photo);
+      const own = await startServer({ gallery });
+      try {
+        for (const [i, photo] of SAME_PERSON.entries()) {
+          const { body } = await post(own, '/api/v1/recognize', { image: base64Of(photo), threshold: 1 });
+          expect(body).toMatchObject({ visitor_id: `p01-${i}`, matched: true });
+          expect(body.confidence).toBeLessThanOrEqual(1);
+          expect(body.faces[0].confidence).toBe(body.confidence);
+        }
+      } finally {
+        await own.close();
+      }
     });
   });
 

@@ -3,7 +3,9 @@
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import Value from 'typebox/value';
 import WebSocket from 'ws';
+import { RealtimeMessage } from '../../src/server/schemas.js';
 import { fixturesMissing } from '../helpers/fixtures.js';
 import { RealtimeClient as Client } from '../helpers/realtime-client.js';
 import { MemoryGallery } from './helpers/memory-gallery.js';
@@ -42,8 +44,11 @@ describe.skipIf(fixturesMissing)('WebSocket /ws/realtime', () => {
     const [results] = await client.receive(1);
     expect(results).toMatchObject({ type: 'results', id: 'cam1-0001', count: 1 });
     expect(results.faces[0]).toMatchObject({ visitor_id: 'obama', matched: true });
-    expect(Object.keys(results.faces[0]).sort()).toEqual(['bbox', 'confidence', 'landmarks', 'matched', 'similarity', 'visitor_id']);
-    expect(results.faces[0].similarity).toBeGreaterThan(0.45);
+    // As in recognize: `confidence` is the match (what the guide hands to handleRecognizedVisitor).
+    expect(Object.keys(results.faces[0])).toEqual(['bbox', 'landmarks', 'detection_confidence', 'confidence', 'visitor_id', 'matched']);
+    expect(results.faces[0].confidence).toBeGreaterThan(0.45);
+    expect(results.faces[0].confidence).toBeLessThanOrEqual(1);
+    expect(results.faces[0].detection_confidence).toBeGreaterThan(0.9);
     expect(results.latency_ms).toBeGreaterThan(0);
   });
 
@@ -94,6 +99,26 @@ describe.skipIf(fixturesMissing)('WebSocket /ws/realtime', () => {
     expect(messages[1].ids).toEqual([2, 3, 4]);
     expect(messages[2].id).toBe(5);
     expect(messages[2].count).toBe(1);
+  });
+
+  it('sends only messages of the schema, each with faces and count, results or not', async () => {
+    const client = await connect();
+    const dropped = () => metricValue(server, /face_recog_ws_frames_total\{outcome="dropped"\} (\d+)/);
+    const droppedBefore = await dropped();
+    // 'junk' waits for the busy slot while 1..4 arrive, each replacing the one before it.
+    const busy = holdSlot(server.scheduler);
+    client.send('{not json');
+    client.send({ type: 'frame', image: 'junk!', id: 'junk' });
+    for (let id = 1; id <= 4; id++) client.send({ type: 'frame', image: base64Of(FRAME), id });
+    for (let tries = 0; tries < 500 && (await dropped()) - droppedBefore < 3; tries++) await new Promise((resolve) => setTimeout(resolve, 10));
+    busy.release();
+    const messages = await client.until((all) => all.some((m) => m.type === 'results' && m.id === 4));
+    expect(new Set(messages.map((m) => m.type))).toEqual(new Set(['error', 'dropped', 'results']));
+    for (const message of messages) {
+      expect(Value.Check(RealtimeMessage, message), JSON.stringify(message).slice(0, 200)).toBe(true);
+      expect(Array.isArray(message.faces)).toBe(true);
+      expect(message.count).toBe(message.faces.length);
+    }
   });
 
   it('keeps connections independent: each gets answers for its own frames', async () => {
