@@ -14,38 +14,40 @@ import type {
   DetectResponse,
   ErrorResponse,
   ExtractFeaturesResponse,
+  GalleryImagesOptions,
+  GalleryImagesResponse,
   HealthResponse,
   ImageInput,
+  RecognizeFields,
   RecognizeResponse,
+  VerifyFields,
   VerifyResponse,
 } from './types.js';
 
+// Optional fields take `undefined` too, so that callers under `exactOptionalPropertyTypes` can
+// pass a value that may be unset, such as `apiKey: process.env.FACE_RECOG_API_KEY`.
 export interface ClientOptions {
   /** Where the service listens, e.g. `http://face-recog-api:8000`. Default in a browser: the page's origin. */
-  baseUrl?: string;
-  /** Sent as `Authorization: Bearer <key>` (and as `?api_key=` on the realtime socket). */
-  apiKey?: string;
+  baseUrl?: string | undefined;
+  /** Sent as `Authorization: Bearer <key>` (and as `?api_key=` on the realtime socket). Unset or empty: no key. */
+  apiKey?: string | undefined;
   /** Per call, from sending the request to the end of the answer. Default 30000. */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
   /** A fetch implementation; default the global one. */
-  fetch?: typeof fetch;
+  fetch?: typeof fetch | undefined;
 }
 
 export interface CallOptions {
   /** Cancels the call; it then rejects with code `aborted`. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /** Overrides the client's timeoutMs for this call. */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
 }
 
-export interface RecognizeOptions extends DetectOptions, CallOptions {
-  /** Cosine similarity at or above which a face matches, in [-1, 1]. Default: the service's. */
-  threshold?: number;
-}
+/** `threshold` (cosine similarity in [-1, 1] at or above which a face matches; default the service's) and detection settings. */
+export type RecognizeOptions = RecognizeFields & CallOptions;
 
-export interface VerifyOptions extends CallOptions {
-  threshold?: number;
-}
+export type VerifyOptions = VerifyFields & CallOptions;
 
 export interface FaceRecogClient {
   readonly baseUrl: string;
@@ -57,6 +59,8 @@ export interface FaceRecogClient {
   recognize(image: ImageInput, options?: RecognizeOptions): Promise<RecognizeResponse>;
   /** Whether the most confident faces of two images are the same person. */
   verify(image1: ImageInput, image2: ImageInput, options?: VerifyOptions): Promise<VerifyResponse>;
+  /** One page of what became of the stored visitor images (status, reason, face); pass `next` as `after` for the following page. */
+  galleryImages(options?: GalleryImagesOptions & CallOptions): Promise<GalleryImagesResponse>;
   /** The service's state; resolves for `starting` and `degraded` (HTTP 503) as well as `ok`. */
   health(options?: CallOptions): Promise<HealthResponse>;
   /** A realtime camera connection to /ws/realtime (not yet connected: call `connect()`). */
@@ -120,7 +124,7 @@ export function createClient(options: ClientOptions = {}): FaceRecogClient {
       const response = await fetchImpl(`${baseUrl}${path}`, {
         method,
         headers: body === undefined ? headers : { ...headers, 'content-type': 'application/json' },
-        body: body === undefined ? undefined : JSON.stringify(body),
+        body: body === undefined ? null : JSON.stringify(body),
         signal: controller.signal,
       });
       const text = await response.text();
@@ -147,11 +151,12 @@ export function createClient(options: ClientOptions = {}): FaceRecogClient {
     return new FaceRecogApiError(status, 'unexpected_response', `HTTP ${status} without a face-recog error body`, retryAfterS);
   }
 
-  async function post<T>(path: string, body: object, callOptions: CallOptions | undefined): Promise<T> {
-    const result = await call('POST', path, body, callOptions);
+  /** The 200 answer of a call as a JSON object; anything else is thrown. */
+  async function answer<T>(method: 'GET' | 'POST', path: string, body: object | undefined, callOptions: CallOptions): Promise<T> {
+    const result = await call(method, path, body, callOptions);
     if (result.status !== 200) throw apiError(result.status, result.body, result.response);
     if (typeof result.body !== 'object' || result.body === null) {
-      throw new FaceRecogClientError('unexpected_response', `POST ${path} answered 200 without a JSON object`);
+      throw new FaceRecogClientError('unexpected_response', `${method} ${path} answered 200 without a JSON object`);
     }
     return result.body as T;
   }
@@ -159,32 +164,29 @@ export function createClient(options: ClientOptions = {}): FaceRecogClient {
   return {
     baseUrl,
 
-    async detect(image, { detect_size, score_threshold, nms_threshold, ...callOptions } = {}) {
+    async detect(image, { signal, timeoutMs, ...fields } = {}) {
       const payload = await imageToPayload(image);
-      return post<DetectResponse>('/api/v1/detect', defined({ image: payload, detect_size, score_threshold, nms_threshold }), callOptions);
+      return answer<DetectResponse>('POST', '/api/v1/detect', defined({ image: payload, ...fields }), { signal, timeoutMs });
     },
 
-    async extractFeatures(image, { detect_size, score_threshold, nms_threshold, ...callOptions } = {}) {
+    async extractFeatures(image, { signal, timeoutMs, ...fields } = {}) {
       const payload = await imageToPayload(image);
-      return post<ExtractFeaturesResponse>(
-        '/api/v1/extract-features',
-        defined({ image: payload, detect_size, score_threshold, nms_threshold }),
-        callOptions,
-      );
+      return answer<ExtractFeaturesResponse>('POST', '/api/v1/extract-features', defined({ image: payload, ...fields }), { signal, timeoutMs });
     },
 
-    async recognize(image, { threshold, detect_size, score_threshold, nms_threshold, ...callOptions } = {}) {
+    async recognize(image, { signal, timeoutMs, ...fields } = {}) {
       const payload = await imageToPayload(image);
-      return post<RecognizeResponse>(
-        '/api/v1/recognize',
-        defined({ image: payload, threshold, detect_size, score_threshold, nms_threshold }),
-        callOptions,
-      );
+      return answer<RecognizeResponse>('POST', '/api/v1/recognize', defined({ image: payload, ...fields }), { signal, timeoutMs });
     },
 
-    async verify(image1, image2, { threshold, ...callOptions } = {}) {
+    async verify(image1, image2, { signal, timeoutMs, ...fields } = {}) {
       const [first, second] = await Promise.all([imageToPayload(image1, 'image1'), imageToPayload(image2, 'image2')]);
-      return post<VerifyResponse>('/api/v1/verify', defined({ image1: first, image2: second, threshold }), callOptions);
+      return answer<VerifyResponse>('POST', '/api/v1/verify', defined({ image1: first, image2: second, ...fields }), { signal, timeoutMs });
+    },
+
+    async galleryImages({ signal, timeoutMs, ...query } = {}) {
+      const search = new URLSearchParams(Object.entries(defined(query)).map(([name, value]) => [name, String(value)])).toString();
+      return answer<GalleryImagesResponse>('GET', `/api/v1/gallery/images${search && `?${search}`}`, undefined, { signal, timeoutMs });
     },
 
     async health(callOptions) {

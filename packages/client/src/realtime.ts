@@ -19,20 +19,20 @@ export type WebSocketConstructor = new (url: string) => WebSocketLike;
 
 export interface ReconnectOptions {
   /** Delay before the first retry. Default 500. */
-  initialDelayMs?: number;
+  initialDelayMs?: number | undefined;
   /** Upper bound of the delay. Default 15000. */
-  maxDelayMs?: number;
+  maxDelayMs?: number | undefined;
 }
 
 export interface RealtimeOptions {
   /** The WebSocket class. Default: the global one (browsers), else the `ws` package (Node 20). */
-  WebSocket?: WebSocketConstructor;
+  WebSocket?: WebSocketConstructor | undefined;
   /** Reconnect after the connection is lost; `false` to stay closed. Default on. */
-  reconnect?: ReconnectOptions | false;
+  reconnect?: ReconnectOptions | false | undefined;
   /** A frame unanswered for this long means a dead connection: it is closed and reopened. Default 15000. */
-  frameTimeoutMs?: number;
+  frameTimeoutMs?: number | undefined;
   /** Default `/ws/realtime`. */
-  path?: string;
+  path?: string | undefined;
 }
 
 export interface RealtimeResultsEvent extends RealtimeResults {
@@ -49,7 +49,7 @@ export interface RealtimeDroppedEvent {
 export interface RealtimeErrorEvent {
   error: FaceRecogClientError;
   /** The frame the error is about, when known. */
-  id?: FrameId;
+  id?: FrameId | undefined;
 }
 
 export interface RealtimeCloseEvent {
@@ -112,7 +112,7 @@ export class RealtimeClient extends Emitter<RealtimeEvents> {
   private stopped = true;
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
 
-  constructor(options: RealtimeOptions & { baseUrl: string; apiKey?: string }) {
+  constructor(options: RealtimeOptions & { baseUrl: string; apiKey?: string | undefined }) {
     super();
     this.options = options;
     const url = new URL(options.path ?? DEFAULT_PATH, options.baseUrl.replace(/\/?$/, '/'));

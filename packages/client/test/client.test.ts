@@ -100,10 +100,20 @@ describe.skipIf(fixturesMissing)('createClient against the real service', () => 
     expect(strict.confidence).toBe(known.confidence);
   });
 
-  it('recognize answers every face of a group photo', async () => {
+  it('recognize answers every face of a group photo: its match as confidence, the detector score as detection_confidence', async () => {
     const answer = await client.recognize(readTestdata('multi/two_people.jpg'));
     const names = answer.faces.map((f) => f.visitor_id).sort();
     expect(names).toEqual(['biden', 'obama']);
+    expect(answer.confidence).toBe(answer.faces[0]!.confidence);
+    const detected = await client.detect(readTestdata('multi/two_people.jpg'));
+    expect(answer.faces.map((f) => f.detection_confidence)).toEqual(detected.faces.map((f) => f.confidence));
+  });
+
+  it('options left undefined are not sent: the service applies its defaults', async () => {
+    const photo = readTestdata('faces/obama/2.jpg');
+    const defaults = await client.recognize(photo);
+    const unset = await client.recognize(photo, { threshold: undefined, detect_size: undefined, signal: undefined, timeoutMs: undefined });
+    expect(unset).toEqual(defaults);
   });
 
   it('verify compares the most confident faces of two images', async () => {
@@ -244,6 +254,47 @@ describe('transport failures', () => {
       expect(error).toMatchObject({ status: 502, code: 'unexpected_response', retryAfterS: 7 });
     } finally {
       await new Promise<void>((resolve) => proxy.close(() => resolve()));
+    }
+  });
+
+  it('galleryImages asks for one page with the query given, and pages with after', async () => {
+    const asked: { url: string; authorization: string | undefined }[] = [];
+    const pages: Record<string, object> = {
+      '': { images: [], next: null },
+      'status=failed&limit=2': {
+        images: [
+          {
+            source: { table: 'visitors', key: '7' },
+            visitor_id: 'alice',
+            status: 'failed',
+            reason: 'no_face',
+            face: null,
+            checked_at: '2026-01-01T00:00:00.000Z',
+          },
+        ],
+        next: 'c1',
+      },
+    };
+    const gallery = createServer((request, response) => {
+      const url = new URL(request.url!, 'http://x');
+      asked.push({ url: request.url!, authorization: request.headers.authorization });
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end(JSON.stringify(pages[url.searchParams.toString()] ?? { images: [], next: null }));
+    });
+    await new Promise<void>((resolve) => gallery.listen(0, '127.0.0.1', resolve));
+    try {
+      const client = createClient({ baseUrl: `http://127.0.0.1:${(gallery.address() as AddressInfo).port}`, apiKey: 'k' });
+      const first = await client.galleryImages({ status: 'failed', limit: 2, visitor_id: undefined });
+      expect(first.images[0]).toMatchObject({ visitor_id: 'alice', reason: 'no_face', face: null });
+      await client.galleryImages({ status: 'failed', limit: 2, after: first.next! });
+      expect(await client.galleryImages()).toEqual({ images: [], next: null });
+      expect(asked).toEqual([
+        { url: '/api/v1/gallery/images?status=failed&limit=2', authorization: 'Bearer k' },
+        { url: '/api/v1/gallery/images?status=failed&limit=2&after=c1', authorization: 'Bearer k' },
+        { url: '/api/v1/gallery/images', authorization: 'Bearer k' },
+      ]);
+    } finally {
+      await new Promise<void>((resolve) => gallery.close(() => resolve()));
     }
   });
 
