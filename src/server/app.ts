@@ -12,7 +12,7 @@ import { ApiKeys, installAuth, requiresKey } from './auth.js';
 import { handleError, installErrorHandling } from './error-handler.js';
 import { requestId } from './logging.js';
 import type { ServiceMetrics } from './metrics.js';
-import { installOpenApi } from './openapi.js';
+import { installOpenApi, metricsDoc } from './openapi.js';
 import { InferencePipeline } from './pipeline.js';
 import { REALTIME_PATHS, RealtimeHub, realtimeRoutes } from './realtime.js';
 import { apiRoutes } from './routes.js';
@@ -144,7 +144,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(realtimeRoutes, { hub });
   await app.register(import('./web.js'));
 
-  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+  app.get('/metrics', { schema: await metricsDoc(metrics.registry) }, async (_request, reply) => {
     reply.header('content-type', metrics.registry.contentType);
     return metrics.registry.metrics();
   });

@@ -9,6 +9,7 @@ import type { Config } from '../config.js';
 import { FaceRecogError, type ErrorCode } from '../errors.js';
 import type { Gallery } from '../gallery/types.js';
 import type { ServiceMetrics } from './metrics.js';
+import { realtimeDoc } from './openapi.js';
 import type { InferencePipeline } from './pipeline.js';
 import { recognizeFaces } from './recognition.js';
 import { Deadline } from './scheduler.js';
@@ -264,15 +265,19 @@ export class RealtimeHub {
 
 export async function realtimeRoutes(app: FastifyInstance, { hub }: { hub: RealtimeHub }): Promise<void> {
   for (const path of REALTIME_PATHS) {
-    app.get(
-      path,
-      {
-        websocket: true,
-        onRequest: async () => {
-          if (hub.full) throw new FaceRecogError('overloaded', 'too many WebSocket connections; retry later', { retryAfterS: 5 });
-        },
+    // wsHandler rather than `websocket: true`, which would hide the route from the OpenAPI document;
+    // a GET without the upgrade gets a 400 saying what the route is for.
+    app.route({
+      method: 'GET',
+      url: path,
+      schema: realtimeDoc(path !== REALTIME_PATHS[0]),
+      onRequest: async () => {
+        if (hub.full) throw new FaceRecogError('overloaded', 'too many WebSocket connections; retry later', { retryAfterS: 5 });
       },
-      (socket, request) => hub.accept(socket, request),
-    );
+      handler: async () => {
+        throw new FaceRecogError('invalid_request', `${path} is a WebSocket: connect with a WebSocket client (Upgrade: websocket)`);
+      },
+      wsHandler: (socket, request) => hub.accept(socket, request),
+    });
   }
 }

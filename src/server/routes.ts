@@ -6,6 +6,7 @@ import { cosineSimilarity } from '../engine/embed.js';
 import { FaceRecogError } from '../errors.js';
 import type { Gallery } from '../gallery/types.js';
 import { healthReport, type HealthSources } from './health.js';
+import { SECURITY } from './openapi.js';
 import type { DetectParams, InferencePipeline } from './pipeline.js';
 import { clampSimilarity, faceView, recognizeFaces } from './recognition.js';
 import { Deadline, type InferenceScheduler } from './scheduler.js';
@@ -52,7 +53,6 @@ function detectParams(body: DetectBody): DetectParams {
 }
 
 const errors = { '4xx': ErrorResponse, '5xx': ErrorResponse };
-const security: Record<string, string[]>[] = [{ bearer: [] }, { apiKey: [] }];
 
 export async function apiRoutes(parent: FastifyInstance, deps: RouteDeps): Promise<void> {
   const app = parent.withTypeProvider<TypeBoxTypeProvider>();
@@ -71,7 +71,7 @@ export async function apiRoutes(parent: FastifyInstance, deps: RouteDeps): Promi
   const inference = <S extends FastifySchema>(summary: string, schema: S, bodyLimit: number) => ({
     onRequest: admit,
     bodyLimit,
-    schema: { tags: ['faces'], summary, security, ...schema },
+    schema: { tags: ['faces'], summary, security: SECURITY, ...schema },
   });
 
   app.post(

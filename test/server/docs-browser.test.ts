@@ -33,7 +33,14 @@ describe.skipIf(fixturesMissing || browserMissing)('interactive docs in a browse
     await page.goto(`${server.url}/docs`);
     await page.waitForSelector('.opblock-summary-path', { timeout: 30_000 });
     const paths = await page.$$eval('.opblock-summary-path', (nodes) => nodes.map((n) => n.getAttribute('data-path')));
-    expect(paths).toEqual(expect.arrayContaining(['/api/v1/detect', '/api/v1/extract-features', '/api/v1/recognize', '/api/v1/verify', '/health']));
+    expect(paths).toEqual(
+      expect.arrayContaining(['/api/v1/detect', '/api/v1/extract-features', '/api/v1/recognize', '/api/v1/verify', '/health', '/ws/realtime', '/metrics']),
+    );
+    // The WebSocket's messages are listed with the schemas.
+    const models = await page.$$eval('.models [data-json-schema-level="0"] > .json-schema-2020-12-head .json-schema-2020-12__title', (nodes) =>
+      nodes.map((n) => n.textContent),
+    );
+    expect(models).toEqual(expect.arrayContaining(['RealtimeFrame', 'RealtimeResults', 'RealtimeDropped', 'RealtimeErrorMessage']));
     expect(await page.textContent('.info .title')).toContain('face-recog');
     expect(await page.locator('.btn.authorize').count()).toBe(1);
     expect(failures).toEqual([]);

@@ -59,6 +59,14 @@ describe.skipIf(fixturesMissing)('WebSocket /ws/realtime', () => {
     expect(results).toEqual({ type: 'results', id: 1, faces: [], count: 0, latency_ms: expect.any(Number) });
   });
 
+  it('answers a plain GET without the upgrade with 400 saying it is a WebSocket', async () => {
+    const response = await fetch(`${server.url}/ws/realtime`);
+    expect(response.status).toBe(400);
+    const body = await response.json();
+    expect(body.error).toMatchObject({ code: 'invalid_request' });
+    expect(body.error.message).toContain('WebSocket');
+  });
+
   it('answers bad messages with an error and keeps the connection open', async () => {
     const client = await connect();
     client.send('{not json');

@@ -90,6 +90,37 @@ describe.skipIf(fixturesMissing)('service', () => {
       expect(spec.components.securitySchemes).toHaveProperty('bearer');
     });
 
+    it('documents the WebSocket: the upgrade route, each message type with faces and count', async () => {
+      const spec = await (await fetch(`${server.url}/openapi.json`)).json();
+      const realtime = spec.paths['/ws/realtime'].get;
+      expect(realtime.description).toMatch(/results[\s\S]*dropped[\s\S]*error/);
+      const messages = realtime.responses['101'].content['application/json'].schema.anyOf;
+      expect(messages.map((m: any) => m.properties.type.enum)).toEqual([['results'], ['dropped'], ['error']]);
+      for (const message of messages) expect(message.required).toEqual(expect.arrayContaining(['type', 'faces', 'count']));
+      expect(spec.paths['/ws/realtimetime'].get.deprecated).toBe(true);
+      const schemas = spec.components.schemas;
+      expect(Object.keys(schemas)).toEqual(expect.arrayContaining(['RealtimeFrame', 'RealtimeResults', 'RealtimeDropped', 'RealtimeErrorMessage']));
+      expect(schemas.RealtimeFrame.required).toEqual(['type', 'image']);
+      expect(Object.keys(schemas.RealtimeResults.properties.faces.items.properties)).toEqual([
+        'bbox',
+        'landmarks',
+        'detection_confidence',
+        'confidence',
+        'visitor_id',
+        'matched',
+      ]);
+    });
+
+    it('documents /metrics with the metrics it exposes', async () => {
+      const spec = await (await fetch(`${server.url}/openapi.json`)).json();
+      const metrics = spec.paths['/metrics'].get;
+      expect(Object.keys(metrics.responses['200'].content)).toEqual(['text/plain']);
+      expect(metrics.security).toEqual([{ bearer: [] }, { apiKey: [] }]);
+      for (const name of ['face_recog_http_requests_total', 'face_recog_inference_seconds', 'face_recog_ws_frames_total', 'face_recog_gallery_faces']) {
+        expect(metrics.description).toContain(`\`${name}\``);
+      }
+    });
+
     it('serves the interactive docs at /docs, without a key', async () => {
       const response = await fetch(`${server.url}/docs`);
       expect(response.status).toBe(200);

@@ -114,7 +114,7 @@ describe.skipIf(fixturesMissing)('graceful shutdown', () => {
     // The frame in progress is answered; the one still waiting is reported dropped, not silently lost.
     expect(messages).toEqual([
       expect.objectContaining({ type: 'results', id: 'current', count: 1 }),
-      { type: 'dropped', ids: ['waiting', 'newest'] },
+      { type: 'dropped', ids: ['waiting', 'newest'], faces: [], count: 0 },
     ]);
     await closing;
   });
