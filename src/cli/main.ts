@@ -18,13 +18,23 @@ registerVisitorsCommands(program);
 registerGalleryCommands(program);
 registerDbCommands(program);
 
+/**
+ * One line for a person: our own errors say what to do; the system's (a missing file, a refused
+ * connection) and PostgreSQL's carry a code and a message that stands alone. Anything else is a
+ * bug, shown with its stack when LOG_LEVEL=debug.
+ */
+function failureLine(error: unknown): string {
+  if (error instanceof FaceRecogError || error instanceof ConfigError) return error.message;
+  const message = error instanceof Error ? error.message.split('\n')[0] : String(error);
+  if (typeof (error as { code?: unknown } | null)?.code === 'string') return message;
+  return `unexpected error: ${message}${process.env.LOG_LEVEL === 'debug' ? '' : ' (LOG_LEVEL=debug shows where)'}`;
+}
+
 try {
   await program.parseAsync(process.argv);
 } catch (error) {
   if (error instanceof CommanderError) process.exit(error.exitCode);
-  if (error instanceof FaceRecogError || error instanceof ConfigError) {
-    console.error(`face-recog: ${error.message}`);
-    process.exit(1);
-  }
-  throw error;
+  console.error(`face-recog: ${failureLine(error)}`);
+  if (process.env.LOG_LEVEL === 'debug' && error instanceof Error) console.error(error.stack);
+  process.exit(1);
 }

@@ -42,7 +42,7 @@ describe.skipIf(fixturesMissing)('face-recog CLI', () => {
   });
 
   it('fails with one clear line when a model is missing offline', async () => {
-    const error = await run(join(REPO_ROOT, 'node_modules', '.bin', 'tsx'), [join(REPO_ROOT, 'src', 'cli', 'main.ts'), 'detect', testdataPath('faces/obama/1.jpg')], {
+    const error = await run(join(REPO_ROOT, 'node_modules', '.bin', 'tsx'), [join(REPO_ROOT, 'src', 'cli', 'main.ts'), 'compare', testdataPath('faces/obama/1.jpg'), testdataPath('faces/obama/3.jpg')], {
       env: { ...env, RECOGNIZER: 'sface-2021dec' },
       cwd: REPO_ROOT,
     }).then(

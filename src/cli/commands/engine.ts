@@ -2,30 +2,53 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import sharp from 'sharp';
-import { loadConfig } from '../../config.js';
-import type { Face } from '../../engine/detect.js';
+import { loadConfig, type Config } from '../../config.js';
+import { YuNetDetector, type Face } from '../../engine/detect.js';
 import { cosineSimilarity } from '../../engine/embed.js';
 import { FaceEngine } from '../../engine/engine.js';
 import { decodeImage, type RgbImage } from '../../engine/image.js';
 import { downloadProgressReporter } from '../../engine/models/progress.js';
-import { MODELS, getModel } from '../../engine/models/registry.js';
-import { ensureModel, sha256File } from '../../engine/models/store.js';
+import { MODELS, getDetector, getModel } from '../../engine/models/registry.js';
+import { createSession } from '../../engine/models/session.js';
+import { ensureModel, sha256File, type ModelStoreOptions } from '../../engine/models/store.js';
 import { FaceRecogError } from '../../errors.js';
+import { clampSimilarity } from '../../server/recognition.js';
+
+function storeOptions(config: Config): ModelStoreOptions {
+  return { dir: config.models.dir, offline: config.models.offline, mirror: config.models.mirror ?? undefined, onProgress: downloadProgressReporter() };
+}
 
 async function loadEngine(): Promise<FaceEngine> {
   const config = loadConfig();
   return FaceEngine.load({
-    ...config.models,
-    mirror: config.models.mirror ?? undefined,
+    ...storeOptions(config),
+    detector: config.models.detector,
+    recognizer: config.models.recognizer,
     detect: config.detect,
     intraOpThreads: config.inference.intraOpThreads,
-    onProgress: downloadProgressReporter(),
   });
 }
 
+/** The detector alone (DETECTOR with the DETECT_* settings): detecting needs no recognizer model. */
+async function loadDetector(): Promise<(image: RgbImage) => Promise<Face[]>> {
+  const config = loadConfig();
+  const manifest = getDetector(config.models.detector);
+  const path = await ensureModel(manifest, storeOptions(config));
+  const detector = new YuNetDetector(await createSession(manifest, path, { intraOpThreads: config.inference.intraOpThreads }), manifest);
+  return (image) => detector.detect(image, config.detect);
+}
+
+/** The decoded image file; a file that cannot be read is one clear error, not a stack trace. */
 async function readImage(path: string): Promise<RgbImage> {
   const config = loadConfig();
-  return decodeImage(await readFile(path), { maxBytes: config.limits.maxImageBytes, maxPixels: config.limits.maxImagePixels });
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message;
+    throw new FaceRecogError('invalid_request', `cannot read image ${path}: ${reason}`);
+  }
+  return decodeImage(bytes, { maxBytes: config.limits.maxImageBytes, maxPixels: config.limits.maxImagePixels });
 }
 
 const round = (v: number): number => Math.round(v * 100) / 100;
@@ -63,9 +86,9 @@ export function registerEngineCommands(program: Command): void {
     .description('detect faces in an image file and print them as JSON')
     .option('--out <file>', 'write a copy with boxes and landmarks drawn (format from the extension)')
     .action(async (path: string, options: { out?: string }) => {
-      const engine = await loadEngine();
       const image = await readImage(path);
-      const faces = await engine.detect(image);
+      const detect = await loadDetector();
+      const faces = await detect(image);
       console.log(JSON.stringify({ faces: faces.map(faceJson), count: faces.length }, null, 2));
       if (options.out) {
         await drawFaces(image, faces, options.out);
@@ -81,7 +104,7 @@ export function registerEngineCommands(program: Command): void {
       const engine = await loadEngine();
       const threshold = options.threshold ?? loadConfig().matchThreshold ?? engine.recognizer.defaultThreshold;
       const [ea, eb] = [await mostConfidentEmbedding(engine, a), await mostConfidentEmbedding(engine, b)];
-      const similarity = ea && eb ? cosineSimilarity(ea, eb) : null;
+      const similarity = ea && eb ? clampSimilarity(cosineSimilarity(ea, eb)) : null;
       const result = {
         similarity,
         matched: similarity !== null && similarity >= threshold,
@@ -116,12 +139,7 @@ export function registerEngineCommands(program: Command): void {
       const wanted = names.length > 0 ? names : [config.models.detector, config.models.recognizer];
       for (const name of wanted) {
         const manifest = getModel(name);
-        const path = await ensureModel(manifest, {
-          dir: config.models.dir,
-          offline: config.models.offline,
-          mirror: config.models.mirror ?? undefined,
-          onProgress: downloadProgressReporter(),
-        });
+        const path = await ensureModel(manifest, storeOptions(config));
         const sha256 = await sha256File(path);
         if (sha256 !== manifest.sha256) {
           throw new FaceRecogError(

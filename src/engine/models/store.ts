@@ -4,7 +4,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rename, stat, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FaceRecogError } from '../../errors.js';
@@ -65,6 +65,21 @@ export function verifyModelBytes(manifest: ModelManifest, bytes: Uint8Array, whe
   }
 }
 
+/** What a person can do when a download fails: where the file goes, and the settings that avoid downloading. */
+function downloadAdvice(manifest: ModelManifest, target: string): string {
+  return (
+    `To run without downloading, put ${describeModel(manifest)} into MODELS_DIR (${dirname(target)}) and set MODELS_OFFLINE=1, ` +
+    `or set MODELS_MIRROR to a base URL that serves ${manifest.file}.`
+  );
+}
+
+/** fetch's own "fetch failed" says nothing: the network error under it does (ENOTFOUND, ECONNREFUSED, a TLS failure). */
+function networkReason(error: unknown): string {
+  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+  const detail = cause?.code ?? cause?.message;
+  return detail ? `${(error as Error).message} (${detail})` : (error as Error).message;
+}
+
 /** Streams `url` into `target`, checking size and sha256 before the atomic rename. */
 export async function downloadModel(
   manifest: ModelManifest,
@@ -76,10 +91,12 @@ export async function downloadModel(
   try {
     response = await fetch(url, { redirect: 'follow' });
   } catch (cause) {
-    throw new FaceRecogError('model_unavailable', `cannot download model '${manifest.name}' from ${url}: ${(cause as Error).message}`, { cause });
+    throw new FaceRecogError('model_unavailable', `cannot download model '${manifest.name}' from ${url}: ${networkReason(cause)}. ${downloadAdvice(manifest, target)}`, {
+      cause,
+    });
   }
   if (!response.ok || !response.body) {
-    throw new FaceRecogError('model_unavailable', `cannot download model '${manifest.name}': HTTP ${response.status} from ${url}`);
+    throw new FaceRecogError('model_unavailable', `cannot download model '${manifest.name}': HTTP ${response.status} from ${url}. ${downloadAdvice(manifest, target)}`);
   }
   const temp = `${target}.${process.pid}.${randomBytes(4).toString('hex')}.part`;
   const hash = createHash('sha256');
@@ -110,9 +127,11 @@ export async function downloadModel(
   } catch (error) {
     await unlink(temp).catch(() => undefined);
     if (error instanceof FaceRecogError) throw error;
-    throw new FaceRecogError('model_unavailable', `download of model '${manifest.name}' from ${url} failed: ${(error as Error).message}`, {
-      cause: error,
-    });
+    throw new FaceRecogError(
+      'model_unavailable',
+      `download of model '${manifest.name}' from ${url} failed: ${networkReason(error)}. ${downloadAdvice(manifest, target)}`,
+      { cause: error },
+    );
   }
 }
 
