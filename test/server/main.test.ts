@@ -44,6 +44,16 @@ async function eventually<T>(what: string, attempt: () => Promise<T | undefined>
   throw new Error(`gave up waiting for ${what}`);
 }
 
+/** Whether a process of that pid is running. */
+function running(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 describe.skipIf(fixturesMissing)('npm start (src/server/main.ts)', () => {
   const dirs: string[] = [];
   const tempDir = async () => {
@@ -122,6 +132,45 @@ describe.skipIf(fixturesMissing)('npm start (src/server/main.ts)', () => {
       expect(logs).not.toContain(base64Of('faces/obama/1.jpg').slice(200, 240));
     } finally {
       if (service.child.exitCode === null) service.child.kill('SIGKILL');
+    }
+  });
+  it('npm start passes SIGTERM on to node, which stops cleanly (as under docker stop or systemd)', async () => {
+    const main = join(REPO_ROOT, 'dist', 'server', 'main.js');
+    expect(existsSync(main), `${main} is missing: npm run build`).toBe(true);
+    const dataDir = await tempDir();
+    const npm = spawn('npm', ['start'], {
+      cwd: REPO_ROOT,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? dataDir, HOST: '127.0.0.1', PORT: '0', MODELS_DIR, MODELS_OFFLINE: '1', RECOGNIZER: 'mobilefacenet', DATA_DIR: dataDir },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const stdout: string[] = [];
+    npm.stdout!.setEncoding('utf8').on('data', (chunk: string) => stdout.push(...chunk.split('\n').filter(Boolean)));
+    npm.stderr!.resume();
+    const exited = new Promise<number | null>((resolve) => npm.once('exit', (code) => resolve(code)));
+    let nodePid = 0;
+    try {
+      const url = await eventually('the listening line', async () => {
+        const line = stdout.find((l) => l.includes('Server listening at'));
+        if (!line) return undefined;
+        nodePid = JSON.parse(line).pid;
+        return /listening at (http:\/\/[^"]+)/.exec(line)?.[1];
+      });
+      expect(nodePid).not.toBe(npm.pid);
+      await eventually('health ok', async () => ((await fetch(`${url}/health`)).status === 200 ? true : undefined));
+
+      npm.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      // npm waits for its script, so node is gone by now, after its own clean shutdown.
+      expect(running(nodePid)).toBe(false);
+      expect(stdout.some((l) => l.includes('"msg":"stopped"'))).toBe(true);
+      expect(existsSync(join(dataDir, 'postgres', 'postmaster.pid'))).toBe(false);
+    } finally {
+      if (npm.exitCode === null) npm.kill('SIGKILL');
+      // Without the fix node outlives npm: stop it (and its embedded PostgreSQL) the way it should have been.
+      if (nodePid && running(nodePid)) {
+        process.kill(nodePid, 'SIGTERM');
+        await eventually('the orphaned service to stop', async () => (running(nodePid) ? undefined : true));
+      }
     }
   });
 });
