@@ -202,7 +202,7 @@ class RealtimeConnection {
   }
 
   private sendError(code: ErrorCode, message: string, id?: FrameId): void {
-    this.send(id === undefined ? { type: 'error', code, message, ...NO_FACES } : { type: 'error', code, message, id, ...NO_FACES });
+    this.send({ type: 'error', code, message, ...(id === undefined ? {} : { id }), ...NO_FACES });
   }
 
   private send(message: RealtimeMessageBody): void {

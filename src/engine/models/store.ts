@@ -91,9 +91,11 @@ export async function downloadModel(
   try {
     response = await fetch(url, { redirect: 'follow' });
   } catch (cause) {
-    throw new FaceRecogError('model_unavailable', `cannot download model '${manifest.name}' from ${url}: ${networkReason(cause)}. ${downloadAdvice(manifest, target)}`, {
-      cause,
-    });
+    throw new FaceRecogError(
+      'model_unavailable',
+      `cannot download model '${manifest.name}' from ${url}: ${networkReason(cause)}. ${downloadAdvice(manifest, target)}`,
+      { cause },
+    );
   }
   if (!response.ok || !response.body) {
     throw new FaceRecogError('model_unavailable', `cannot download model '${manifest.name}': HTTP ${response.status} from ${url}. ${downloadAdvice(manifest, target)}`);
