@@ -9,7 +9,8 @@ import type { Catalog, Face } from './catalog.js';
 import type { Database, Listener } from './db.js';
 import { sqlState } from './db.js';
 import type { CachedFeature, FeatureCache, NewFeature, Outcome } from './feature-cache.js';
-import { migrate } from './migrations.js';
+import { migrate, type MigrationReport } from './migrations.js';
+import { DatabasePermissionError, describeProblem, isBlocking } from './problems.js';
 import {
   NOTIFY_CHANNEL,
   SCHEMA_CHANGED,
@@ -21,6 +22,7 @@ import {
   sameSummary,
   sourceFingerprint,
   sourceOids,
+  storedImage,
   summarise,
   type DigestedRow,
   type Source,
@@ -28,7 +30,7 @@ import {
   type SourceTable,
   type TableSummary,
 } from './sources.js';
-import type { Extractor, GalleryStatus } from './types.js';
+import type { Extractor, GalleryProblem, GalleryStatus } from './types.js';
 
 /** What the gallery reports; written by the sync loop (and by search when the database fails it). */
 export interface SyncState {
@@ -36,6 +38,8 @@ export interface SyncState {
   syncing: boolean;
   lastSyncAt: string | null;
   error: string | null;
+  /** What keeps the gallery from reading every stored image, as last found. */
+  problems: GalleryProblem[];
 }
 
 export interface SyncOptions {
@@ -58,13 +62,25 @@ const MAX_BACKOFF_MS = 5_000;
 const PROGRESS_EVERY_MS = 5_000;
 /** Extractor failures that say something about the stored image, so retrying cannot help. */
 const IMAGE_ERRORS = new Set(['invalid_image', 'image_too_large', 'too_many_faces']);
+/** SQLSTATE insufficient_privilege: the database answers, but not to this role. */
+const INSUFFICIENT_PRIVILEGE = '42501';
 
 function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-function digestOf(image: string): Buffer {
-  return createHash('sha256').update(image, 'utf8').digest();
+/** As the server hashes the stored value (digestSourceRows): a text's UTF-8 bytes, or the bytes. */
+function digestOf(image: string | Buffer): Buffer {
+  const hash = createHash('sha256');
+  return (typeof image === 'string' ? hash.update(image, 'utf8') : hash.update(image)).digest();
+}
+
+function unsupported(source: Source): Outcome {
+  return {
+    status: 'failed',
+    reason: 'unsupported_column',
+    message: `the image column ${source.imageColumnName} is ${source.imageType}; store base64 text or the image's bytes (bytea)`,
+  };
 }
 
 function byTable<T extends SourceRow>(rows: T[], sources: Source[]): [Source, T[]][] {
@@ -120,7 +136,7 @@ class Progress {
 }
 
 export class GallerySync {
-  readonly state: SyncState = { database: 'down', syncing: true, lastSyncAt: null, error: 'connecting to the visitor database' };
+  readonly state: SyncState = { database: 'down', syncing: true, lastSyncAt: null, error: 'connecting to the visitor database', problems: [] };
   /** Resolves after the first complete reconcile (or when closed before it). */
   readonly ready: Promise<void>;
   private resolveReady!: () => void;
@@ -165,8 +181,9 @@ export class GallerySync {
     this.wakeUp?.();
   }
 
-  /** A request found the database unreachable. */
+  /** A request found the database unreachable (or refusing this role: the next round says what to grant). */
   markDown(error: FaceRecogError): void {
+    if (sqlState(error) === INSUFFICIENT_PRIVILEGE) return this.wake(true);
     if (this.state.database === 'down') return;
     this.state.database = 'down';
     this.state.error = error.message;
@@ -219,12 +236,28 @@ export class GallerySync {
     this.wokenEarly = false;
   }
 
+  /** The gallery must not answer: a permission is missing (or a visitor table is out of sight). */
+  get blocked(): GalleryProblem[] {
+    return this.state.problems.filter(isBlocking);
+  }
+
   private fail(error: unknown): void {
     this.failures++;
     this.force = true;
     this.introspectionDue = true;
     this.state.syncing = false;
-    if (error instanceof FaceRecogError && error.code === 'gallery_unavailable') this.state.database = 'down';
+    if (error instanceof DatabasePermissionError) {
+      // The database answers; the retry runs on new connections, so that a grant (or a role
+      // setting) made meanwhile is seen.
+      this.state.problems = [...this.state.problems.filter((p) => !isBlocking(p)), ...error.problems];
+      this.state.database = 'up';
+      this.db?.recycle();
+    } else if (sqlState(error) === INSUFFICIENT_PRIVILEGE) {
+      // Revoked while running: the next round's checks say what to grant.
+      this.db?.recycle();
+    } else if (error instanceof FaceRecogError && error.code === 'gallery_unavailable') {
+      this.state.database = 'down';
+    }
     // Unavailable, overloaded, timed out: expected to pass. Anything else is a bug worth an error line.
     const transient = error instanceof FaceRecogError && error.status === 503;
     const text = message(error);
@@ -240,9 +273,9 @@ export class GallerySync {
       this.cache = this.options.cache(this.db);
     }
     if (!this.migrated) {
-      const applied = await migrate(this.db);
-      if (applied.length) this.logger.info({ versions: applied }, 'feature cache migrations applied');
+      this.reportMigration(await migrate(this.db));
       this.migrated = true;
+      this.state.problems = [];
       this.markUp();
     }
     if (!this.loaded) {
@@ -250,6 +283,15 @@ export class GallerySync {
       this.loaded = true;
     }
     if (!this.listener) await this.listen();
+  }
+
+  private reportMigration(report: MigrationReport): void {
+    const schema = this.db!.schema.name;
+    if (report.moved.length) this.logger.info({ moved: report.moved, schema }, 'moved the tables of an older version into DATABASE_SCHEMA');
+    if (report.leftBehind.length) {
+      this.logger.warn({ leftBehind: report.leftBehind, schema }, "an older version's tables belong to another role and were left where they are; a new feature cache is built (drop them once it is)");
+    }
+    if (report.applied.length) this.logger.info({ versions: report.applied, schema }, 'feature cache migrations applied');
   }
 
   private async loadCache(): Promise<void> {
@@ -286,7 +328,8 @@ export class GallerySync {
 
   private async cycle(): Promise<void> {
     const db = this.db!;
-    if (this.introspectionDue) await this.introspect();
+    // A full reconcile looks at the tables' definitions again too (a column's type may have changed).
+    if (this.introspectionDue || this.force) await this.introspect();
     let fingerprint = await sourceFingerprint(db, this.sources).catch((error) => this.onSchemaError(error));
     if (!fingerprint || fingerprint.tables !== sourceOids(this.sources)) {
       await this.introspect();
@@ -301,6 +344,9 @@ export class GallerySync {
     } else if (changed.length > 0) {
       await this.follow(changed);
     }
+    const blocked = this.blocked;
+    // Readable tables are kept in sync meanwhile; the gallery stays unavailable until the grant.
+    if (blocked.length > 0) throw new DatabasePermissionError(blocked);
     this.state.syncing = false;
     this.state.lastSyncAt = new Date().toISOString();
     this.resolveReady();
@@ -319,11 +365,12 @@ export class GallerySync {
   }
 
   private async introspect(): Promise<void> {
-    const { sources, problems } = await introspectSources(this.db!);
+    const { sources, problems } = await introspectSources(this.db!, this.db!.schema.name);
     this.sources = sources;
     this.introspectionDue = false;
-    const summary = problems.join('; ');
-    if (summary !== this.problems && summary) this.logger.warn({ problems }, 'some visitor tables cannot be read');
+    this.state.problems = problems;
+    const summary = problems.map(describeProblem).join('; ');
+    if (summary !== this.problems && summary) this.logger.warn({ problems: problems.map(describeProblem) }, 'some visitor tables cannot be read');
     this.problems = summary;
     this.logger.debug({ sources: sources.map((s) => ({ table: s.table, image: s.imageColumnName, notifies: s.notifies })) }, 'visitor tables');
   }
@@ -402,12 +449,19 @@ export class GallerySync {
     );
   }
 
-  /** Digests a chunk of new rows, reuses known outcomes, extracts the rest; returns the saved ids. */
+  /**
+   * Digests a chunk of new rows, reuses known outcomes, extracts the rest; returns the saved ids.
+   * Rows of an unsupported image column are recorded as such, never read.
+   */
   private async processChunk(sources: Source[], rows: SourceRow[], progress: Progress): Promise<number[]> {
     const digested: DigestedRow[] = [];
+    const unread: NewFeature[] = [];
     for (const [source, list] of byTable(rows, sources)) {
-      digested.push(...(await digestSourceRows(this.db!, source, list.map((r) => r.ctid))));
+      if (source.imageKind === 'unsupported') unread.push(...list.map((row) => ({ row, digest: null, outcome: unsupported(source) })));
+      else digested.push(...(await digestSourceRows(this.db!, source, list.map((r) => r.ctid))));
     }
+    const ids = await this.save(unread);
+    progress.failed += unread.length;
     const known = await this.cache!.findByDigest([...new Map(digested.map((r) => [r.digest.toString('hex'), r.digest])).values()]);
     const reused: NewFeature[] = [];
     const pending: DigestedRow[] = [];
@@ -416,7 +470,7 @@ export class GallerySync {
       if (outcome) reused.push({ row, digest: row.digest, outcome });
       else pending.push(row);
     }
-    const ids = await this.save(reused);
+    ids.push(...(await this.save(reused)));
     progress.reused += reused.length;
     for (const batch of chunks(pending, this.options.batchSize)) {
       // Closing does not wait for a long reconcile: what is saved stays, the rest is done next start.
@@ -434,23 +488,23 @@ export class GallerySync {
     const features: NewFeature[] = [];
     for (const [source, list] of byTable(rows, sources)) {
       for (const row of await fetchSourceImages(this.db!, source, list.map((r) => r.ctid))) {
-        features.push({ row, digest: digestOf(row.image), outcome: await this.extract(row.image) });
+        features.push({ row, digest: digestOf(row.image), outcome: await this.extract(storedImage(row.image)) });
       }
     }
     return features;
   }
 
-  private async extract(image: string): Promise<Outcome> {
+  private async extract(image: string | Buffer): Promise<Outcome> {
     try {
       const result = await this.options.extractor(image);
-      if (!result.ok) return { status: 'failed', reason: result.reason };
-      const { embedding, box, score } = result.face;
+      if (!result.ok) return { status: 'failed', reason: result.reason, message: result.message };
+      const { embedding, box, score, rotation } = result.face;
       if (embedding.length !== this.options.dimension) {
         throw new FaceRecogError('internal', `the extractor returned ${embedding.length} dimensions; the gallery expects ${this.options.dimension}`);
       }
-      return { status: 'ok', embedding, box, score };
+      return { status: 'ok', embedding, box, score, rotation, reason: result.reason };
     } catch (error) {
-      if (error instanceof FaceRecogError && IMAGE_ERRORS.has(error.code)) return { status: 'failed', reason: error.message };
+      if (error instanceof FaceRecogError && IMAGE_ERRORS.has(error.code)) return { status: 'failed', reason: 'invalid_image', message: error.message };
       throw error;
     }
   }

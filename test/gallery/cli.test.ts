@@ -102,7 +102,7 @@ describe.skipIf(fixturesMissing)('face-recog visitors / gallery / db commands', 
     const out = await cli('gallery', 'synth', '--count', '25000', '--model', 'mobilefacenet');
     expect(out[0]).toMatch(/^added 25000 synthetic 128-d faces for mobilefacenet in .*; 25000 synthetic faces in the cache for mobilefacenet$/);
     const rows = await db.query<{ visitor_id: string; embedding: Buffer }>(
-      `SELECT visitor_id, embedding FROM face_recog_features WHERE source_table = 'synthetic' ORDER BY id LIMIT 50`,
+      `SELECT visitor_id, embedding FROM face_recog.face_recog_features WHERE source_table = 'synthetic' ORDER BY id LIMIT 50`,
     );
     expect(rows[0].visitor_id).toBe('synthetic-0');
     for (const { embedding } of rows) {
@@ -130,7 +130,7 @@ describe.skipIf(fixturesMissing)('face-recog visitors / gallery / db commands', 
     it('searches the synthetic faces with the imported ones', async () => {
       expect(gallery.status()).toMatchObject({ database: 'up', faces: 25006, failed: 0 });
       const [row] = await db.query<{ visitor_id: string; embedding: Buffer }>(
-        `SELECT visitor_id, embedding FROM face_recog_features WHERE source_table = 'synthetic' AND visitor_id = 'synthetic-12345'`,
+        `SELECT visitor_id, embedding FROM face_recog.face_recog_features WHERE source_table = 'synthetic' AND visitor_id = 'synthetic-12345'`,
       );
       syntheticFace = decodeEmbedding(row.embedding);
       const [synthetic, obama] = await gallery.search([syntheticFace, await embeddingOf('faces/obama/4.jpg')]);

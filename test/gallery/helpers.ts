@@ -73,8 +73,9 @@ export function dataUrlOf(relative: string): string {
   return `data:image/${sniffFormat(bytes)};base64,${bytes.toString('base64')}`;
 }
 
-export function sha256(text: string): string {
-  return createHash('sha256').update(text, 'utf8').digest('hex');
+/** sha256 of a stored text's UTF-8 bytes, or of stored bytes. */
+export function sha256(stored: string | Buffer): string {
+  return createHash('sha256').update(stored).digest('hex');
 }
 
 export interface CountingExtractor {
@@ -91,14 +92,15 @@ export async function engineExtractor(): Promise<CountingExtractor> {
     calls.push(sha256(stored));
     let faces;
     try {
-      faces = await engine.analyze(await decodeImage(decodeImagePayload(stored, DEFAULT_IMAGE_LIMITS.maxBytes)), {}, 1);
+      const bytes = typeof stored === 'string' ? decodeImagePayload(stored, DEFAULT_IMAGE_LIMITS.maxBytes) : stored;
+      faces = await engine.analyze(await decodeImage(bytes), {}, 1);
     } catch (error) {
-      if (error instanceof FaceRecogError) return { ok: false, reason: error.message };
+      if (error instanceof FaceRecogError) return { ok: false, reason: 'invalid_image', message: error.message };
       throw error;
     }
-    if (faces.length === 0) return { ok: false, reason: 'no face found in the stored image' };
+    if (faces.length === 0) return { ok: false, reason: 'no_face', message: 'no face found in the stored image' };
     const [face] = faces;
-    return { ok: true, face: { embedding: face.embedding, box: face.box, score: face.score } };
+    return { ok: true, face: { embedding: face.embedding, box: face.box, score: face.score, rotation: 0 }, reason: null };
   };
   return { extractor, calls };
 }
@@ -114,6 +116,7 @@ export async function embeddingOf(relative: string): Promise<Float32Array> {
 export async function openGallery(url: string | null, extractor: Extractor, overrides: Partial<GalleryOptions> = {}): Promise<GalleryHandle> {
   return startGallery({
     databaseUrl: url,
+    databaseSchema: 'face_recog',
     dataDir: '/nonexistent',
     model: MODEL,
     dimension: DIMENSION,
