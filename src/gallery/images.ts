@@ -38,7 +38,7 @@ export interface ImagePage {
 }
 
 interface ImageRow {
-  id: string;
+  feature_id: string;
   source_table: SourceTable;
   source_ctid: string;
   source_xmin: string;
@@ -75,7 +75,8 @@ export async function listImages(db: Database, model: string, sources: Source[],
   const values: unknown[] = [model];
   const where = conditions(query, values);
   const rows = await db.query<ImageRow>(
-    `SELECT id::text AS id, source_table, source_ctid::text AS source_ctid, source_xmin::text AS source_xmin, visitor_id,
+    // Named feature_id so that ORDER BY sorts by the bigint column, not its text.
+    `SELECT id::text AS feature_id, source_table, source_ctid::text AS source_ctid, source_xmin::text AS source_xmin, visitor_id,
             status, reason, box, score, rotation, updated_at AS checked_at
        FROM ${db.schema.features} WHERE ${where.join(' AND ')} ORDER BY id LIMIT ${query.limit + 1}`,
     values,
@@ -93,6 +94,6 @@ export async function listImages(db: Database, model: string, sources: Source[],
       face: r.status === 'ok' ? { box: r.box as FaceBox, score: r.score ?? 0, rotation: (r.rotation ?? 0) as Rotation } : null,
       checkedAt: r.checked_at.toISOString(),
     })),
-    next: rows.length > query.limit ? page[page.length - 1].id : null,
+    next: rows.length > query.limit ? page[page.length - 1].feature_id : null,
   };
 }

@@ -31,7 +31,7 @@ export type DetectBody = Static<typeof DetectRequest>;
 export type RecognizeBody = Static<typeof RecognizeRequest>;
 export type VerifyBody = Static<typeof VerifyRequest>;
 
-const Box = Type.Array(Type.Number(), {
+export const Box = Type.Array(Type.Number(), {
   minItems: 4,
   maxItems: 4,
   description: '[x, y, width, height] in pixels of the image as displayed (EXIF orientation applied)',
@@ -113,6 +113,15 @@ export const HealthResponse = Type.Object(
         model: Type.String(),
         last_sync_at: Type.Union([Type.String(), Type.Null()]),
         error: Type.Union([Type.String(), Type.Null()]),
+        problems: Type.Array(
+          Type.Object({
+            code: Type.String({ description: 'permission_denied, not_on_search_path (the gallery is unavailable until fixed), unsupported_column, unusable_table' }),
+            table: Type.Union([Type.String(), Type.Null()], { description: 'schema.table concerned' }),
+            message: Type.String(),
+            sql: Type.Union([Type.String(), Type.Null()], { description: 'What a DBA runs to fix it' }),
+          }),
+          { description: 'What keeps the gallery from reading every stored image' },
+        ),
       }),
       Type.Null(),
     ]),

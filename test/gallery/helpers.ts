@@ -10,8 +10,13 @@ import { startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/gallery/
 import { startGallery, type GalleryHandle, type GalleryOptions } from '../../src/gallery/index.js';
 import type { Extractor } from '../../src/gallery/types.js';
 import { decodeImage, decodeImagePayload, DEFAULT_IMAGE_LIMITS, sniffFormat } from '../../src/engine/image.js';
+import { loadConfig, type Config } from '../../src/config.js';
 import { FaceRecogError } from '../../src/errors.js';
-import { readTestdata, testEngine } from '../helpers/fixtures.js';
+import { buildApp } from '../../src/server/app.js';
+import { ServiceMetrics } from '../../src/server/metrics.js';
+import { InferencePipeline } from '../../src/server/pipeline.js';
+import { InferenceScheduler } from '../../src/server/scheduler.js';
+import { MODELS_DIR, readTestdata, testEngine } from '../helpers/fixtures.js';
 
 export const logger = pino({ level: process.env.GALLERY_TEST_LOG ?? 'silent' });
 
@@ -144,4 +149,55 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
     }
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+export interface GalleryService {
+  url: string;
+  gallery: GalleryHandle;
+  config: Config;
+  /** GET a path of the service; the JSON body and the status. */
+  get(path: string, headers?: Record<string, string>): Promise<{ status: number; body: any }>;
+  close(): Promise<void>;
+}
+
+/**
+ * The service as `npm start` composes it, on a free port, over a given PostgreSQL: the real
+ * engine, the pipeline's extractor (the one the server hands the gallery), the real gallery.
+ */
+export async function startGalleryService(databaseUrl: string, env: Record<string, string> = {}): Promise<GalleryService> {
+  const config = loadConfig({ RECOGNIZER: MODEL, MODELS_DIR, MODELS_OFFLINE: '1', DATABASE_URL: databaseUrl, GALLERY_POLL_MS: '100', ...env });
+  const engine = await testEngine();
+  const scheduler = new InferenceScheduler(config.inference);
+  let gallery: GalleryHandle | null = null;
+  const metrics = new ServiceMetrics({ scheduler, gallery: () => gallery });
+  const pipeline = new InferencePipeline(engine, scheduler, config, metrics);
+  gallery = await startGallery({
+    databaseUrl,
+    databaseSchema: config.databaseSchema,
+    dataDir: '/nonexistent',
+    model: MODEL,
+    dimension: DIMENSION,
+    extractor: pipeline.extractor,
+    pollMs: config.gallery.pollMs,
+    batchSize: config.gallery.batchSize,
+    logger,
+  });
+  const app = await buildApp({ config, logger, engine: () => engine, gallery: () => gallery, scheduler, metrics });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = app.server.address() as { port: number };
+  const url = `http://127.0.0.1:${port}`;
+  const handle = gallery;
+  return {
+    url,
+    gallery: handle,
+    config,
+    async get(path, headers = {}) {
+      const response = await fetch(`${url}${path}`, { headers });
+      return { status: response.status, body: await response.json() };
+    },
+    async close() {
+      await app.close();
+      await handle.close();
+    },
+  };
 }
