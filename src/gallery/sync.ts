@@ -275,7 +275,7 @@ export class GallerySync {
     if (!this.migrated) {
       this.reportMigration(await migrate(this.db));
       this.migrated = true;
-      this.state.problems = [];
+      // The problems found so far stay reported until the tables are looked at again (next, in cycle()).
       this.markUp();
     }
     if (!this.loaded) {
