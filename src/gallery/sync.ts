@@ -328,8 +328,7 @@ export class GallerySync {
 
   private async cycle(): Promise<void> {
     const db = this.db!;
-    // A full reconcile looks at the tables' definitions again too (a column's type may have changed).
-    if (this.introspectionDue || this.force) await this.introspect();
+    if (this.introspectionDue) await this.introspect();
     let fingerprint = await sourceFingerprint(db, this.sources).catch((error) => this.onSchemaError(error));
     if (!fingerprint || fingerprint.tables !== sourceOids(this.sources)) {
       await this.introspect();
@@ -377,6 +376,8 @@ export class GallerySync {
 
   /** Lists every row holding an image, drops the faces whose row version is gone, adds the new ones. */
   private async reconcile(): Promise<void> {
+    // The tables' definitions too: a column's type may have changed (ALTER ... TYPE rewrites every row).
+    await this.introspect();
     const listed = await Promise.all(this.sources.map(async (s) => [s.table, await listSourceRows(this.db!, s)] as const));
     const { gone, fresh } = this.options.catalog.diff(listed.flatMap(([, rows]) => rows));
     // Gone faces leave the index at once; their cache rows are deleted after the new rows are in,
