@@ -4,7 +4,12 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Command } from 'commander';
 import pino from 'pino';
+import { vi } from 'vitest';
+import { registerDbCommands } from '../../src/cli/commands/db.js';
+import { registerGalleryCommands } from '../../src/cli/commands/gallery.js';
+import { registerVisitorsCommands } from '../../src/cli/commands/visitors.js';
 import { Database } from '../../src/gallery/db.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/gallery/embedded.js';
 import { startGallery, type GalleryHandle, type GalleryOptions } from '../../src/gallery/index.js';
@@ -200,4 +205,20 @@ export async function startGalleryService(databaseUrl: string, env: Record<strin
       await handle.close();
     },
   };
+}
+
+/** Runs `face-recog <args>` in this process (with the environment as it is); returns what it printed. */
+export async function cli(...args: string[]): Promise<string[]> {
+  const program = new Command('face-recog').exitOverride();
+  registerVisitorsCommands(program);
+  registerGalleryCommands(program);
+  registerDbCommands(program);
+  const lines: string[] = [];
+  const print = vi.spyOn(console, 'log').mockImplementation((...parts: unknown[]) => void lines.push(parts.join(' ')));
+  try {
+    await program.parseAsync(args, { from: 'user' });
+  } finally {
+    print.mockRestore();
+  }
+  return lines;
 }
