@@ -149,7 +149,8 @@ async function legacyObjects(tx: Queryable, schema: ServiceSchema): Promise<Lega
      UNION ALL
      SELECT 'FUNCTION', n.nspname, p.proname, pg_has_role(p.proowner, 'USAGE')
        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-      WHERE p.oid = to_regprocedure($3) AND n.nspname <> $4`,
+      WHERE p.oid = to_regprocedure($3) AND n.nspname <> $4
+      ORDER BY kind DESC, name`,
     [quoted(FEATURES_TABLE), quoted(MIGRATIONS_TABLE), `${quoted(NOTIFY_FUNCTION)}()`, schema.name],
   );
   return rows.map((r) => ({

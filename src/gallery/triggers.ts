@@ -5,7 +5,7 @@
 // schema (DATABASE_SCHEMA); the triggers themselves belong to the tables.
 //
 // Installing needs, for the role running the command: TRIGGER on each visitor table (its owner
-// has it) and CREATE on the service's schema (for the function). The roles writing the visitor
+// has it) and USAGE and CREATE on the service's schema (for the function). The roles writing the visitor
 // tables need nothing more: a trigger runs its function whatever their privileges.
 import type { Database, Queryable } from './db.js';
 import { quoteIdentifier } from './db.js';
@@ -17,7 +17,7 @@ import type { GalleryProblem } from './types.js';
 /** What the role lacks to install the triggers on these tables, with the SQL that grants it. */
 async function installProblems(tx: Queryable, schema: ServiceSchema, sources: Source[]): Promise<GalleryProblem[]> {
   const [row] = await tx.query<{ role: string; schema_exists: boolean; can_create: boolean | null; no_trigger: string[] }>(
-    `SELECT current_user AS role, n.oid IS NOT NULL AS schema_exists, has_schema_privilege(n.oid, 'CREATE') AS can_create,
+    `SELECT current_user AS role, n.oid IS NOT NULL AS schema_exists, has_schema_privilege(n.oid, 'USAGE') AND has_schema_privilege(n.oid, 'CREATE') AS can_create,
             ARRAY(SELECT t FROM unnest($2::text[]) AS t WHERE NOT has_table_privilege(t, 'TRIGGER')) AS no_trigger
        FROM (SELECT 1) one LEFT JOIN pg_namespace n ON n.nspname = $1`,
     [schema.name, sources.map((s) => s.relation)],
@@ -32,7 +32,7 @@ async function installProblems(tx: Queryable, schema: ServiceSchema, sources: So
       sql: `CREATE SCHEMA ${schema.quoted} AUTHORIZATION <the service's role>;`,
     });
   } else if (!row.can_create) {
-    problems.push(permissionProblem(row.role, null, `may not create the triggers' function in the schema ${schema.quoted}`, `GRANT CREATE ON SCHEMA ${schema.quoted} TO ${role};`));
+    problems.push(permissionProblem(row.role, null, `may not create the triggers' function in the schema ${schema.quoted}`, `GRANT USAGE, CREATE ON SCHEMA ${schema.quoted} TO ${role};`));
   }
   if (row.no_trigger.length > 0) {
     problems.push(

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Database } from '../../src/gallery/db.js';
 import { fixturesMissing, readTestdata, REPO_ROOT } from '../helpers/fixtures.js';
 import { postgresMissing, startPostgresServer, type PostgresServer } from '../helpers/postgres-server.js';
-import { embeddingOf, logger, startGalleryService, waitFor, type GalleryService } from './helpers.js';
+import { cli, embeddingOf, engineExtractor, logger, openGallery, startGalleryService, waitFor, type GalleryService } from './helpers.js';
 
 const API_KEY = 'backend-test-key';
 const AUTH = { authorization: `Bearer ${API_KEY}` };
@@ -44,15 +44,17 @@ describe.skipIf(fixturesMissing || postgresMissing)("the service on a visitor ba
   let server: PostgresServer;
   let backend: Database;
   let service: GalleryService;
+  let backendUrl: string;
+  let serviceUrl: string;
   const ids = new Map<string, string>();
 
   beforeAll(async () => {
     server = await startPostgresServer();
     // The backend owns its database and creates its tables as it would in its own migrations.
-    const backendUrl = await server.createRole('backend_app', 'postgres');
+    backendUrl = (await server.createRole('backend_app', 'postgres')).replace(/\/postgres$/, '/backend');
     await server.createDatabase('backend');
     await server.sql(`ALTER DATABASE backend OWNER TO backend_app`);
-    backend = new Database(backendUrl.replace(/\/postgres$/, '/backend'), logger);
+    backend = new Database(backendUrl, logger);
     await backend.query(`CREATE TABLE visitors (
       visitor_id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
       name text NOT NULL,
@@ -89,7 +91,8 @@ describe.skipIf(fixturesMissing || postgresMissing)("the service on a visitor ba
 
     const password = randomBytes(9).toString('hex');
     await server.sql(readmeRoleSql(password), [], 'backend');
-    service = await startGalleryService(server.url({ user: 'face_recog', password, database: 'backend' }), { API_KEYS: API_KEY });
+    serviceUrl = server.url({ user: 'face_recog', password, database: 'backend' });
+    service = await startGalleryService(serviceUrl, { API_KEYS: API_KEY });
     await service.gallery.ready;
   });
 
@@ -237,5 +240,40 @@ describe.skipIf(fixturesMissing || postgresMissing)("the service on a visitor ba
       'backend',
     );
     expect(inside.map((r) => r.name)).toEqual(['face_recog_features', 'face_recog_migrations']);
+  });
+
+  it("installs the optional triggers as the tables' owner, once granted the service schema, their function inside it", async () => {
+    const saved = process.env.DATABASE_URL;
+    process.env.DATABASE_URL = backendUrl;
+    try {
+      await expect(cli('db', 'install-triggers')).rejects.toThrow(
+        `may not create the triggers' function in the schema "face_recog"; fix: GRANT USAGE, CREATE ON SCHEMA "face_recog" TO "backend_app";`,
+      );
+      await server.sql(`GRANT USAGE, CREATE ON SCHEMA face_recog TO backend_app`, [], 'backend');
+      expect(await cli('db', 'install-triggers')).toEqual([
+        'notify triggers installed on public.visitors, public.visitor_images (function face_recog.face_recog_notify())',
+      ]);
+    } finally {
+      process.env.DATABASE_URL = saved;
+    }
+    const functions = await server.sql<{ name: string }>(
+      `SELECT p.oid::regprocedure::text AS name FROM pg_proc p WHERE p.proname LIKE 'face\\_recog%'`,
+      [],
+      'backend',
+    );
+    expect(functions).toEqual([{ name: 'face_recog.face_recog_notify()' }]);
+
+    // A gallery that polls so rarely that only a notification can make it see the insert soon.
+    const listening = await openGallery(serviceUrl, (await engineExtractor()).extractor, { pollMs: 600_000 });
+    try {
+      await listening.ready;
+      const [row] = await backend.query<{ id: string }>(`INSERT INTO visitors (name, "base64Image") VALUES ('tom', $1) RETURNING visitor_id::text AS id`, [
+        readTestdata('faces/tom_cruise/1.jpg').toString('base64'),
+      ]);
+      const query = await embeddingOf('faces/tom_cruise/1.jpg');
+      await waitFor('the insert to be notified and enrolled', async () => ((await listening.search([query]))[0]?.visitorId === row.id ? true : undefined), 2_000);
+    } finally {
+      await listening.close();
+    }
   });
 });

@@ -27,7 +27,7 @@ export function registerDbCommands(program: Command): void {
   db.command('install-triggers')
     .description(
       'add statement-level triggers to visitors and visitor_images that pg_notify the gallery of every change; ' +
-        'needs TRIGGER on those tables (their owner has it) and CREATE on DATABASE_SCHEMA, which holds their function',
+        'needs TRIGGER on those tables (their owner has it) and USAGE and CREATE on DATABASE_SCHEMA, which holds their function',
     )
     .action(async () => {
       await withConfiguredDatabase(async (database) => {
