@@ -150,7 +150,8 @@ export class GallerySync {
   private sources: Source[] = [];
   /** The visitor tables must be looked at again (start, error, DDL, triggers installed). */
   private introspectionDue = true;
-  private problems = '';
+  /** The problems last logged, so that each set is logged once. */
+  private loggedProblems = '';
   private reflected = new Map<SourceTable, Reflection>();
   private force = true;
   private closed = false;
@@ -369,8 +370,8 @@ export class GallerySync {
     this.introspectionDue = false;
     this.state.problems = problems;
     const summary = problems.map(describeProblem).join('; ');
-    if (summary !== this.problems && summary) this.logger.warn({ problems: problems.map(describeProblem) }, 'some visitor tables cannot be read');
-    this.problems = summary;
+    if (summary !== this.loggedProblems && summary) this.logger.warn({ problems: problems.map(describeProblem) }, 'some visitor tables cannot be read');
+    this.loggedProblems = summary;
     this.logger.debug({ sources: sources.map((s) => ({ table: s.table, image: s.imageColumnName, notifies: s.notifies })) }, 'visitor tables');
   }
 

@@ -2,7 +2,8 @@
 // a change check that notices every insert, update and delete without reading an image.
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Database } from '../../src/gallery/db.js';
+import { ConfigError, loadConfig } from '../../src/config.js';
+import { Database } from '../../src/gallery/db.js';
 import { migrate } from '../../src/gallery/migrations.js';
 import {
   digestSourceRows,
@@ -16,7 +17,7 @@ import {
   sourceOids,
   summarise,
 } from '../../src/gallery/sources.js';
-import { startTestPostgres, type TestPostgres } from './helpers.js';
+import { logger, startTestPostgres, type TestPostgres } from './helpers.js';
 
 const SCHEMA = 'face_recog';
 
@@ -149,5 +150,24 @@ describe('visitor tables', () => {
       { schema: 'face_recog', table_name: 'face_recog_features' },
       { schema: 'face_recog', table_name: 'face_recog_migrations' },
     ]);
+  });
+
+  it('keeps its tables in the schema DATABASE_SCHEMA names, and accepts only plain lower-case names', async () => {
+    expect(loadConfig({}).databaseSchema).toBe('face_recog');
+    expect(loadConfig({ DATABASE_SCHEMA: 'kiosk_cache' }).databaseSchema).toBe('kiosk_cache');
+    for (const bad of ['Face_Recog', 'face-recog', 'pg_cache', '1cache', 'x'.repeat(64)]) {
+      expect(() => loadConfig({ DATABASE_SCHEMA: bad }), bad).toThrow(ConfigError);
+    }
+    const { url } = await pg.database('custom_schema');
+    const custom = new Database(url, logger, 'kiosk_cache');
+    try {
+      expect((await migrate(custom)).applied).toEqual([1, 2]);
+      const tables = await custom.query<{ schema: string }>(
+        `SELECT DISTINCT table_schema AS schema FROM information_schema.tables WHERE table_name LIKE 'face_recog_%'`,
+      );
+      expect(tables).toEqual([{ schema: 'kiosk_cache' }]);
+    } finally {
+      await custom.close();
+    }
   });
 });
