@@ -39,6 +39,11 @@ export function sqlState(error: unknown): string | undefined {
   return typeof code === 'string' && SQLSTATE.test(code) ? code : undefined;
 }
 
+/** The database refused this role something (SQLSTATE 42501 insufficient_privilege): it answers, but not to us. */
+export function isPermissionDenied(error: unknown): boolean {
+  return sqlState(error) === INSUFFICIENT_PRIVILEGE;
+}
+
 /** A double-quoted identifier, safe to splice into SQL whatever it contains. */
 export function quoteIdentifier(name: string): string {
   return pg.escapeIdentifier(name);
@@ -58,7 +63,7 @@ function firstLine(error: unknown): string {
 /** A pg failure as a FaceRecogError: gallery_unavailable when the database is away, internal otherwise. */
 export function databaseError(error: unknown): FaceRecogError {
   if (error instanceof FaceRecogError) return error;
-  if (sqlState(error) === INSUFFICIENT_PRIVILEGE) {
+  if (isPermissionDenied(error)) {
     return new FaceRecogError('gallery_unavailable', `the database role lacks a permission: ${firstLine(error)} (GET /health gives the SQL that grants it)`, {
       retryAfterS: DATABASE_RETRY_AFTER_S,
       cause: error,

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { FaceRecogError } from '../errors.js';
 import type { Catalog, Face } from './catalog.js';
 import type { Database, Listener } from './db.js';
-import { sqlState } from './db.js';
+import { isPermissionDenied, sqlState } from './db.js';
 import type { CachedFeature, FeatureCache, NewFeature, Outcome } from './feature-cache.js';
 import { migrate, type MigrationReport } from './migrations.js';
 import { DatabasePermissionError, describeProblem, isBlocking } from './problems.js';
@@ -62,8 +62,6 @@ const MAX_BACKOFF_MS = 5_000;
 const PROGRESS_EVERY_MS = 5_000;
 /** Extractor failures that say something about the stored image, so retrying cannot help. */
 const IMAGE_ERRORS = new Set(['invalid_image', 'image_too_large', 'too_many_faces']);
-/** SQLSTATE insufficient_privilege: the database answers, but not to this role. */
-const INSUFFICIENT_PRIVILEGE = '42501';
 
 function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -184,7 +182,7 @@ export class GallerySync {
 
   /** A request found the database unreachable (or refusing this role: the next round says what to grant). */
   markDown(error: FaceRecogError): void {
-    if (sqlState(error) === INSUFFICIENT_PRIVILEGE) return this.wake(true);
+    if (isPermissionDenied(error)) return this.wake(true);
     if (this.state.database === 'down') return;
     this.state.database = 'down';
     this.state.error = error.message;
@@ -253,7 +251,7 @@ export class GallerySync {
       this.state.problems = [...this.state.problems.filter((p) => !isBlocking(p)), ...error.problems];
       this.state.database = 'up';
       this.db?.recycle();
-    } else if (sqlState(error) === INSUFFICIENT_PRIVILEGE) {
+    } else if (isPermissionDenied(error)) {
       // Revoked while running: the next round's checks say what to grant.
       this.db?.recycle();
     } else if (error instanceof FaceRecogError && error.code === 'gallery_unavailable') {
