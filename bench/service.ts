@@ -9,6 +9,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import pino from 'pino';
 import { openDatabase, type OpenDatabase } from '../src/gallery/connect.js';
+import { DEFAULT_DATABASE_SCHEMA } from '../src/gallery/service-schema.js';
 import { MODELS_DIR, RECOGNIZER, REPO_ROOT } from './common.js';
 
 const SERVER = join(REPO_ROOT, 'dist', 'server', 'main.js');
@@ -139,7 +140,7 @@ export class Service {
 
   /** The embedded PostgreSQL this service runs, joined (closing it leaves the server running). */
   database(): Promise<OpenDatabase> {
-    return openDatabase({ databaseUrl: null, dataDir: this.dataDir }, pino({ level: 'warn' }));
+    return openDatabase({ databaseUrl: null, dataDir: this.dataDir, databaseSchema: DEFAULT_DATABASE_SCHEMA }, pino({ level: 'warn' }));
   }
 
   /** `face-recog <args>` on this service's DATA_DIR; returns its stdout. */

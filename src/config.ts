@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { DEFAULT_DETECT_SIZE } from './engine/engine.js';
 import { DEFAULT_IMAGE_LIMITS } from './engine/image.js';
 import { getDetector, getRecognizer } from './engine/models/registry.js';
+import { DEFAULT_DATABASE_SCHEMA, SCHEMA_NAME } from './gallery/service-schema.js';
 
 export interface Config {
   host: string;
@@ -11,6 +12,8 @@ export interface Config {
   logLevel: string;
   /** PostgreSQL URL; unset: the embedded PostgreSQL under `dataDir`. */
   databaseUrl: string | null;
+  /** The schema holding everything the service creates in the database. */
+  databaseSchema: string;
   dataDir: string;
   models: { dir: string; offline: boolean; mirror: string | null; detector: string; recognizer: string };
   /** Default match threshold; null: the recognizer's own. */
@@ -89,6 +92,14 @@ function list(env: Env, name: string): string[] {
     .filter(Boolean);
 }
 
+function schemaName(env: Env): string {
+  const name = read(env, 'DATABASE_SCHEMA') ?? DEFAULT_DATABASE_SCHEMA;
+  if (!SCHEMA_NAME.test(name) || name.startsWith('pg_')) {
+    throw new ConfigError(`DATABASE_SCHEMA=${name} is not valid: expected a lower-case SQL name (letters, digits, _; at most 63; not starting with pg_)`);
+  }
+  return name;
+}
+
 function model<T>(name: string, value: string, lookup: (n: string) => T): string {
   try {
     lookup(value);
@@ -108,6 +119,7 @@ export function loadConfig(env: Env = process.env): Config {
     port: number(env, 'PORT', 8000, { min: 0, max: 65535, integer: true }),
     logLevel: read(env, 'LOG_LEVEL') ?? 'info',
     databaseUrl: read(env, 'DATABASE_URL') ?? null,
+    databaseSchema: schemaName(env),
     dataDir: resolve(read(env, 'DATA_DIR') ?? './data'),
     models: {
       dir: resolve(read(env, 'MODELS_DIR') ?? './models'),

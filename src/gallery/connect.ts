@@ -10,13 +10,19 @@ export interface OpenDatabase {
   close(): Promise<void>;
 }
 
-export async function openDatabase(target: { databaseUrl: string | null; dataDir: string }, logger: Logger): Promise<OpenDatabase> {
+export interface DatabaseTarget {
+  databaseUrl: string | null;
+  dataDir: string;
+  databaseSchema: string;
+}
+
+export async function openDatabase(target: DatabaseTarget, logger: Logger): Promise<OpenDatabase> {
   if (target.databaseUrl !== null) {
-    const db = new Database(target.databaseUrl, logger);
+    const db = new Database(target.databaseUrl, logger, target.databaseSchema);
     return { db, close: () => db.close() };
   }
   const embedded = await startEmbeddedPostgres({ dataDir: target.dataDir, logger });
-  const db = new Database(embedded.url, logger);
+  const db = new Database(embedded.url, logger, target.databaseSchema);
   return {
     db,
     close: async () => {

@@ -4,6 +4,7 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { FaceRecogError } from '../errors.js';
+import { DEFAULT_DATABASE_SCHEMA, ServiceSchema } from './service-schema.js';
 
 /** Seconds a client is told to wait after the database could not be reached. */
 export const DATABASE_RETRY_AFTER_S = 5;
@@ -16,6 +17,9 @@ const MAX_CONNECTIONS = 4;
 // 08 connection exception, 28 invalid authorization, 3D unknown database, 53 insufficient
 // resources, 57 operator intervention (shutdown, restart).
 const UNAVAILABLE_CLASSES = new Set(['08', '28', '3D', '53', '57']);
+// A permission missing (or revoked) while running: the gallery cannot work until a DBA grants it,
+// which it notices by itself; /health names the grant.
+const INSUFFICIENT_PRIVILEGE = '42501';
 const SQLSTATE = /^[0-9A-Z]{5}$/;
 
 export type Row = Record<string, unknown>;
@@ -33,6 +37,11 @@ export function sqlState(error: unknown): string | undefined {
   const source = error instanceof FaceRecogError ? error.cause : error;
   const code = (source as { code?: unknown } | undefined)?.code;
   return typeof code === 'string' && SQLSTATE.test(code) ? code : undefined;
+}
+
+/** The database refused this role something (SQLSTATE 42501 insufficient_privilege): it answers, but not to us. */
+export function isPermissionDenied(error: unknown): boolean {
+  return sqlState(error) === INSUFFICIENT_PRIVILEGE;
 }
 
 /** A double-quoted identifier, safe to splice into SQL whatever it contains. */
@@ -54,6 +63,12 @@ function firstLine(error: unknown): string {
 /** A pg failure as a FaceRecogError: gallery_unavailable when the database is away, internal otherwise. */
 export function databaseError(error: unknown): FaceRecogError {
   if (error instanceof FaceRecogError) return error;
+  if (isPermissionDenied(error)) {
+    return new FaceRecogError('gallery_unavailable', `the database role lacks a permission: ${firstLine(error)} (GET /health gives the SQL that grants it)`, {
+      retryAfterS: DATABASE_RETRY_AFTER_S,
+      cause: error,
+    });
+  }
   if (isUnavailable(error)) {
     return new FaceRecogError('gallery_unavailable', `the visitor database is unavailable: ${firstLine(error)}`, {
       retryAfterS: DATABASE_RETRY_AFTER_S,
@@ -84,14 +99,21 @@ async function run<R extends object>(client: pg.Pool | pg.PoolClient, sql: strin
 
 export class Database implements Queryable {
   readonly url: string;
-  private readonly pool: pg.Pool;
+  /** Where the service's own tables are (DATABASE_SCHEMA). */
+  readonly schema: ServiceSchema;
+  private pool: pg.Pool;
   private readonly logger: Logger;
 
-  constructor(url: string, logger: Logger) {
+  constructor(url: string, logger: Logger, schema: string = DEFAULT_DATABASE_SCHEMA) {
     this.url = url;
     this.logger = logger;
-    this.pool = new pg.Pool({
-      connectionString: url,
+    this.schema = new ServiceSchema(schema);
+    this.pool = this.createPool();
+  }
+
+  private createPool(): pg.Pool {
+    const pool = new pg.Pool({
+      connectionString: this.url,
       max: MAX_CONNECTIONS,
       connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
       query_timeout: QUERY_TIMEOUT_MS,
@@ -101,7 +123,19 @@ export class Database implements Queryable {
     });
     // An idle client losing its connection (database restart) must not crash the process; the
     // pool drops it and the next query reconnects.
-    this.pool.on('error', (error) => this.logger.debug({ err: firstLine(error) }, 'idle database connection lost'));
+    pool.on('error', (error) => this.logger.debug({ err: firstLine(error) }, 'idle database connection lost'));
+    return pool;
+  }
+
+  /**
+   * Later queries run on new connections. Settings a DBA changes for the role (ALTER ROLE ... SET
+   * search_path) only reach sessions opened after the change, so a retry after a permission
+   * problem must not reuse the pooled ones.
+   */
+  recycle(): void {
+    const old = this.pool;
+    this.pool = this.createPool();
+    old.end().catch(() => undefined);
   }
 
   query<R extends object = Row>(sql: string, values?: unknown[]): Promise<R[]> {

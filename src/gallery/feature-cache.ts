@@ -1,15 +1,18 @@
 // The feature cache: our own table of what the recognizer made of each stored image, so an image
 // is extracted once per model, not on every recognition (the guide's on-the-fly design).
-import type { Database, Queryable } from './db.js';
-import { FEATURES_TABLE } from './migrations.js';
+import type { Database } from './db.js';
 import type { SourceRow, SourceTable } from './sources.js';
+import type { ImageReason, Rotation } from './types.js';
 
 export type FaceBox = [number, number, number, number];
 
+/** Why a stored image was not enrolled. */
+export type FailureReason = Exclude<ImageReason, 'several_faces'>;
+
 /** What extraction made of one stored image. */
 export type Outcome =
-  | { status: 'ok'; embedding: Float32Array; box: FaceBox; score: number }
-  | { status: 'failed'; reason: string };
+  | { status: 'ok'; embedding: Float32Array; box: FaceBox; score: number; rotation: Rotation; reason: 'several_faces' | null }
+  | { status: 'failed'; reason: FailureReason; message: string };
 
 export interface CachedFeature {
   id: number;
@@ -22,7 +25,8 @@ export interface CachedFeature {
 
 export interface NewFeature {
   row: SourceRow;
-  digest: Buffer;
+  /** Null for an image that was not read (unsupported column): nothing to reuse it by. */
+  digest: Buffer | null;
   outcome: Outcome;
 }
 
@@ -34,7 +38,7 @@ export interface CacheCounts {
 }
 
 const LOAD_PAGE = 20_000;
-const MAX_REASON = 300;
+const MAX_MESSAGE = 300;
 
 /** float32, little-endian, as stored in `embedding`. */
 export function encodeEmbedding(vector: Float32Array): Buffer {
@@ -45,6 +49,24 @@ export function decodeEmbedding(bytes: Buffer): Float32Array {
   const vector = new Float32Array(bytes.byteLength / 4);
   new Uint8Array(vector.buffer).set(bytes);
   return vector;
+}
+
+interface OutcomeRow {
+  status: 'ok' | 'failed';
+  reason: ImageReason | null;
+  message: string | null;
+  embedding: Buffer | null;
+  box: number[] | null;
+  score: number | null;
+  rotation: number | null;
+}
+
+export function outcomeOf(row: OutcomeRow): Outcome {
+  if (row.status === 'ok') {
+    const reason = row.reason === 'several_faces' ? row.reason : null;
+    return { status: 'ok', embedding: decodeEmbedding(row.embedding!), box: row.box as FaceBox, score: row.score ?? 0, rotation: (row.rotation ?? 0) as Rotation, reason };
+  }
+  return { status: 'failed', reason: row.reason as FailureReason, message: row.message ?? '' };
 }
 
 interface FeatureRow {
@@ -59,10 +81,12 @@ interface FeatureRow {
 export class FeatureCache {
   private readonly db: Database;
   readonly model: string;
+  private readonly table: string;
 
   constructor(db: Database, model: string) {
     this.db = db;
     this.model = model;
+    this.table = db.schema.features;
   }
 
   /** Every cached row of this model, in pages, oldest first. Rows of other models are ignored. */
@@ -71,7 +95,7 @@ export class FeatureCache {
       const rows = await this.db.query<FeatureRow>(
         // The output is named feature_id so that ORDER BY sorts by the bigint column, not its text.
         `SELECT id::text AS feature_id, source_table, source_ctid::text AS source_ctid, source_xmin::text AS source_xmin, visitor_id, embedding
-           FROM ${FEATURES_TABLE} WHERE model = $1 AND id > $2 ORDER BY id LIMIT ${LOAD_PAGE}`,
+           FROM ${this.table} WHERE model = $1 AND id > $2 ORDER BY id LIMIT ${LOAD_PAGE}`,
         [this.model, after],
       );
       if (rows.length === 0) return;
@@ -84,20 +108,13 @@ export class FeatureCache {
   /** Outcomes already known for these image digests (any row identity), by hex digest. */
   async findByDigest(digests: Buffer[]): Promise<Map<string, Outcome>> {
     if (digests.length === 0) return new Map();
-    const rows = await this.db.query<{ digest: Buffer; status: 'ok' | 'failed'; reason: string | null; embedding: Buffer | null; box: number[] | null; score: number | null }>(
-      `SELECT DISTINCT ON (image_sha256) image_sha256 AS digest, status, reason, embedding, box, score
-         FROM ${FEATURES_TABLE} WHERE model = $1 AND image_sha256 = ANY ($2::bytea[])
+    const rows = await this.db.query<OutcomeRow & { digest: Buffer }>(
+      `SELECT DISTINCT ON (image_sha256) image_sha256 AS digest, status, reason, message, embedding, box, score, rotation
+         FROM ${this.table} WHERE model = $1 AND image_sha256 = ANY ($2::bytea[])
         ORDER BY image_sha256, id DESC`,
       [this.model, digests],
     );
-    return new Map(
-      rows.map((r) => [
-        r.digest.toString('hex'),
-        r.status === 'ok'
-          ? { status: 'ok', embedding: decodeEmbedding(r.embedding!), box: r.box as FaceBox, score: r.score ?? 0 }
-          : { status: 'failed', reason: r.reason ?? 'failed' },
-      ]),
-    );
+    return new Map(rows.map((r) => [r.digest.toString('hex'), outcomeOf(r)]));
   }
 
   /** Records outcomes (replacing what was cached for the same row slot); returns their ids in order. */
@@ -105,15 +122,16 @@ export class FeatureCache {
     if (features.length === 0) return [];
     const ok = features.map((f) => (f.outcome.status === 'ok' ? f.outcome : null));
     const rows = await this.db.query<{ slot: string; id: string }>(
-      `INSERT INTO ${FEATURES_TABLE}
-              (model, source_table, source_ctid, source_xmin, visitor_id, image_sha256, status, reason, embedding, box, score)
-       SELECT $1, t, c, x, v, d, s, r, e, b::real[], sc
-         FROM unnest($2::text[], $3::tid[], $4::bigint[], $5::text[], $6::bytea[], $7::text[], $8::text[], $9::bytea[], $10::text[], $11::real[])
-              AS u(t, c, x, v, d, s, r, e, b, sc)
+      `INSERT INTO ${this.table}
+              (model, source_table, source_ctid, source_xmin, visitor_id, image_sha256, status, reason, message, embedding, box, score, rotation)
+       SELECT $1, t, c, x, v, d, s, r, m, e, b::real[], sc, ro
+         FROM unnest($2::text[], $3::tid[], $4::bigint[], $5::text[], $6::bytea[], $7::text[], $8::text[], $9::text[], $10::bytea[],
+                     $11::text[], $12::real[], $13::smallint[])
+              AS u(t, c, x, v, d, s, r, m, e, b, sc, ro)
        ON CONFLICT (model, source_table, source_ctid) WHERE source_ctid IS NOT NULL DO UPDATE SET
               source_xmin = EXCLUDED.source_xmin, visitor_id = EXCLUDED.visitor_id, image_sha256 = EXCLUDED.image_sha256,
-              status = EXCLUDED.status, reason = EXCLUDED.reason, embedding = EXCLUDED.embedding, box = EXCLUDED.box,
-              score = EXCLUDED.score, updated_at = now()
+              status = EXCLUDED.status, reason = EXCLUDED.reason, message = EXCLUDED.message, embedding = EXCLUDED.embedding,
+              box = EXCLUDED.box, score = EXCLUDED.score, rotation = EXCLUDED.rotation, updated_at = now()
        RETURNING source_table || ':' || source_ctid::text AS slot, id::text AS id`,
       [
         this.model,
@@ -123,10 +141,12 @@ export class FeatureCache {
         features.map((f) => f.row.visitorId),
         features.map((f) => f.digest),
         features.map((f) => f.outcome.status),
-        features.map((f) => (f.outcome.status === 'failed' ? f.outcome.reason.slice(0, MAX_REASON) : null)),
+        features.map((f) => f.outcome.reason),
+        features.map((f) => (f.outcome.status === 'failed' ? f.outcome.message.slice(0, MAX_MESSAGE) : null)),
         ok.map((o) => (o ? encodeEmbedding(o.embedding) : null)),
         ok.map((o) => (o ? `{${o.box.join(',')}}` : null)),
         ok.map((o) => o?.score ?? null),
+        ok.map((o) => o?.rotation ?? null),
       ],
     );
     const ids = new Map(rows.map((r) => [r.slot, Number(r.id)]));
@@ -135,14 +155,14 @@ export class FeatureCache {
 
   async remove(ids: number[]): Promise<void> {
     if (ids.length === 0) return;
-    await this.db.query(`DELETE FROM ${FEATURES_TABLE} WHERE id = ANY ($1::bigint[])`, [ids]);
+    await this.db.query(`DELETE FROM ${this.table} WHERE id = ANY ($1::bigint[])`, [ids]);
   }
 
   /** Which of these synthetic ids are still cached (synthetic rows have no source row to check). */
-  async existingSynthetic(ids: number[], db: Queryable = this.db): Promise<Set<number>> {
+  async existingSynthetic(ids: number[]): Promise<Set<number>> {
     if (ids.length === 0) return new Set();
-    const rows = await db.query<{ id: string }>(
-      `SELECT id::text AS id FROM ${FEATURES_TABLE} WHERE id = ANY ($1::bigint[]) AND source_table = 'synthetic' AND model = $2`,
+    const rows = await this.db.query<{ id: string }>(
+      `SELECT id::text AS id FROM ${this.table} WHERE id = ANY ($1::bigint[]) AND source_table = 'synthetic' AND model = $2`,
       [ids, this.model],
     );
     return new Set(rows.map((r) => Number(r.id)));
@@ -158,30 +178,30 @@ function cachedFeature(row: FeatureRow): CachedFeature {
 }
 
 /** Rows per model and status, for `face-recog gallery status`. */
-export async function cacheCounts(db: Queryable): Promise<CacheCounts[]> {
+export async function cacheCounts(db: Database): Promise<CacheCounts[]> {
   const rows = await db.query<{ model: string; ok: string; failed: string; synthetic: string }>(
     `SELECT model,
             count(*) FILTER (WHERE status = 'ok' AND source_table <> 'synthetic')::text AS ok,
             count(*) FILTER (WHERE status = 'failed')::text AS failed,
             count(*) FILTER (WHERE source_table = 'synthetic')::text AS synthetic
-       FROM ${FEATURES_TABLE} GROUP BY model ORDER BY model`,
+       FROM ${db.schema.features} GROUP BY model ORDER BY model`,
   );
   return rows.map((r) => ({ model: r.model, ok: Number(r.ok), failed: Number(r.failed), synthetic: Number(r.synthetic) }));
 }
 
 /** Adds synthetic rows (random faces for benchmarks) of the given embeddings; returns how many. */
-export async function insertSynthetic(db: Queryable, model: string, visitorIds: string[], embeddings: Float32Array[]): Promise<number> {
+export async function insertSynthetic(db: Database, model: string, visitorIds: string[], embeddings: Float32Array[]): Promise<number> {
   await db.query(
-    `INSERT INTO ${FEATURES_TABLE} (model, source_table, visitor_id, status, embedding)
+    `INSERT INTO ${db.schema.features} (model, source_table, visitor_id, status, embedding)
      SELECT $1, 'synthetic', v, 'ok', e FROM unnest($2::text[], $3::bytea[]) AS u(v, e)`,
     [model, visitorIds, embeddings.map(encodeEmbedding)],
   );
   return visitorIds.length;
 }
 
-export async function removeSynthetic(db: Queryable, model: string | null): Promise<number> {
+export async function removeSynthetic(db: Database, model: string | null): Promise<number> {
   const rows = await db.query<{ n: string }>(
-    `WITH gone AS (DELETE FROM ${FEATURES_TABLE} WHERE source_table = 'synthetic' AND ($1::text IS NULL OR model = $1) RETURNING 1)
+    `WITH gone AS (DELETE FROM ${db.schema.features} WHERE source_table = 'synthetic' AND ($1::text IS NULL OR model = $1) RETURNING 1)
      SELECT count(*)::text AS n FROM gone`,
     [model],
   );

@@ -11,6 +11,8 @@ import { Catalog, type Face } from './catalog.js';
 import { openDatabase, type OpenDatabase } from './connect.js';
 import { DATABASE_RETRY_AFTER_S, redactUrl, sqlState, type Database } from './db.js';
 import { FeatureCache } from './feature-cache.js';
+import { listImages, type ImagePage, type ImageQuery } from './images.js';
+import { describeProblem } from './problems.js';
 import { existingRowVersions, rowVersionKey, type Source, type SourceRow } from './sources.js';
 import { GallerySync } from './sync.js';
 import type { Extractor, Gallery, GalleryStatus, Match } from './types.js';
@@ -20,6 +22,8 @@ export interface GalleryOptions {
   /** PostgreSQL holding the visitor tables; null: the embedded PostgreSQL under dataDir. */
   databaseUrl: string | null;
   dataDir: string;
+  /** The schema holding the service's own tables (DATABASE_SCHEMA). */
+  databaseSchema: string;
   /** Recognizer name; cached features of other models are ignored (a switch re-extracts). */
   model: string;
   dimension: number;
@@ -52,13 +56,17 @@ class PostgresGallery implements GalleryHandle {
     this.ready = sync.ready;
   }
 
-  async search(queries: Float32Array[]): Promise<(Match | null)[]> {
+  /** The open connection, or gallery_unavailable: not connected, down, or a permission missing. */
+  private usable(): Connection {
     const connection = this.sync.connection;
-    if (!connection || this.sync.state.database === 'down') {
-      throw new FaceRecogError('gallery_unavailable', `the visitor gallery is unavailable: ${this.sync.state.error ?? 'not connected'}`, {
-        retryAfterS: DATABASE_RETRY_AFTER_S,
-      });
-    }
+    const blocked = this.sync.blocked;
+    if (connection && this.sync.state.database === 'up' && blocked.length === 0) return connection;
+    const why = blocked.length > 0 ? blocked.map(describeProblem).join('; ') : (this.sync.state.error ?? 'not connected');
+    throw new FaceRecogError('gallery_unavailable', `the visitor gallery is unavailable: ${why}`, { retryAfterS: DATABASE_RETRY_AFTER_S });
+  }
+
+  async search(queries: Float32Array[]): Promise<(Match | null)[]> {
+    const connection = this.usable();
     const results: (Match | null)[] = queries.map(() => null);
     let open = queries.map((_, i) => i);
     for (let k = FIRST_CANDIDATES; open.length > 0 && this.catalog.faces > 0; k *= DEEPER) {
@@ -112,6 +120,16 @@ class PostgresGallery implements GalleryHandle {
     }
   }
 
+  async images(query: ImageQuery): Promise<ImagePage> {
+    const connection = this.usable();
+    try {
+      return await listImages(connection.db, this.options.model, connection.sources, query);
+    } catch (error) {
+      if (error instanceof FaceRecogError && error.code === 'gallery_unavailable') this.sync.markDown(error);
+      throw error;
+    }
+  }
+
   status(): GalleryStatus {
     const { state } = this.sync;
     return {
@@ -123,6 +141,7 @@ class PostgresGallery implements GalleryHandle {
       model: this.options.model,
       lastSyncAt: state.lastSyncAt,
       error: state.error,
+      problems: state.problems,
     };
   }
 

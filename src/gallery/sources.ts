@@ -6,6 +6,8 @@
 // reading a single image; images (TOASTed, large) are read only for rows that are new.
 import type { Queryable } from './db.js';
 import { quoteIdentifier } from './db.js';
+import { permissionProblem, relationSql } from './problems.js';
+import type { GalleryProblem } from './types.js';
 
 export const SOURCE_TABLES = ['visitors', 'visitor_images'] as const;
 export type SourceTable = (typeof SOURCE_TABLES)[number];
@@ -16,12 +18,20 @@ export const NOTIFY_TRIGGER = 'face_recog_notify';
 /** NOTIFY payload telling a running gallery that the visitor tables' definition changed (triggers added or removed). */
 export const SCHEMA_CHANGED = 'schema';
 
-const TEXT_TYPES = new Set(['text', 'character varying', 'character']);
+/** Base types of an image column holding base64 or a data URL. */
+const TEXT_TYPES = new Set(['text', 'varchar', 'bpchar']);
+/** Relation kinds read: plain tables (a view has no row identity; a partitioned table's ctids repeat across partitions). */
+const READABLE_KIND = 'r';
+const KIND_NAMES: Record<string, string> = { v: 'a view', m: 'a materialized view', p: 'a partitioned table', f: 'a foreign table' };
+
+/** How the image column holds the image: text (base64 or a data URL), bytea (the encoded bytes), or neither. */
+export type ImageKind = 'text' | 'bytea' | 'unsupported';
 
 export interface Source {
   table: SourceTable;
   /** The table's oid, to notice it being dropped and re-created. */
   oid: string;
+  schema: string;
   /** schema.table, quoted. */
   relation: string;
   /** The visitor id and image columns, quoted. */
@@ -29,6 +39,15 @@ export interface Source {
   imageColumn: string;
   /** The image column's name as created: `base64Image` (quoted) or `base64image`. */
   imageColumnName: string;
+  imageKind: ImageKind;
+  /** The image column's type as the database names it (e.g. `character varying(255)`). */
+  imageType: string;
+  /** The visitor id column's type, whether it holds text, and whether the database fills it by itself (serial, identity, default). */
+  visitorType: string;
+  visitorIsText: boolean;
+  visitorHasDefault: boolean;
+  /** SQL giving a row's key as text: its primary key, or its ctid when it has none. */
+  keySql: string;
   /** Our notify trigger is installed on it. */
   notifies: boolean;
 }
@@ -42,72 +61,171 @@ export interface SourceRow {
 }
 
 export interface DigestedRow extends SourceRow {
-  /** sha256 of the stored text. */
+  /** sha256 of the stored text, or of the stored bytes. */
   digest: Buffer;
 }
 
 export interface ImageRow extends SourceRow {
-  image: string;
+  /** The stored text (base64 or a data URL), or the stored bytes (bytea). */
+  image: string | Buffer;
 }
 
 export interface Introspection {
+  /** The role the service connects as. */
+  role: string;
   sources: Source[];
-  /** Tables found but not usable, and why. */
-  problems: string[];
+  /** Tables found but not (fully) usable, and why. */
+  problems: GalleryProblem[];
 }
 
-interface ColumnRow {
-  table_schema: string;
-  table_name: SourceTable;
+interface ColumnInfo {
+  name: string;
+  /** As format_type() gives it. */
+  type: string;
+  /** The type's name, or its base type's for a domain. */
+  base: string;
+  has_default: boolean;
+}
+
+interface TableRow {
   oid: string;
-  column_name: string;
-  data_type: string;
+  schema: string;
+  table: SourceTable;
+  kind: string;
+  resolved: boolean;
+  schema_usage: boolean;
+  readable: boolean;
+  role: string;
   notifies: boolean;
+  columns: ColumnInfo[];
+  key_columns: string[] | null;
 }
 
 /**
- * Finds the visitor tables the way an unqualified query would (first match on search_path) and
- * their visitor_id and image columns (`base64Image` quoted or `base64image`, text types only).
+ * Every table named like a visitor table, from the catalog (which, unlike information_schema,
+ * shows tables this role may not read), with whether an unqualified name resolves to it.
  */
-export async function introspectSources(db: Queryable): Promise<Introspection> {
-  const columns = await db.query<ColumnRow>(
-    `SELECT c.table_schema, c.table_name, cls.oid::text AS oid, c.column_name, c.data_type,
-            EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = cls.oid AND t.tgname = $2) AS notifies
-       FROM information_schema.columns c
-       JOIN LATERAL (SELECT to_regclass(quote_ident(c.table_name)) AS oid) resolved ON true
-       JOIN pg_class cls ON cls.oid = resolved.oid
-       JOIN pg_namespace ns ON ns.oid = cls.relnamespace AND ns.nspname = c.table_schema
-      WHERE c.table_name = ANY ($1::text[])
-      ORDER BY c.table_name, c.ordinal_position`,
-    [SOURCE_TABLES, NOTIFY_TRIGGER],
+async function candidateTables(db: Queryable, serviceSchema: string): Promise<TableRow[]> {
+  return db.query<TableRow>(
+    `SELECT c.oid::text AS oid, n.nspname AS schema, c.relname AS table, c.relkind::text AS kind,
+            c.oid = to_regclass(quote_ident(c.relname))::oid AS resolved,
+            has_schema_privilege(n.oid, 'USAGE') AS schema_usage, has_table_privilege(c.oid, 'SELECT') AS readable,
+            current_user AS role,
+            EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = $2) AS notifies,
+            (SELECT json_agg(json_build_object('name', a.attname, 'type', format_type(a.atttypid, a.atttypmod),
+                      'base', coalesce(base.typname, ty.typname), 'has_default', a.atthasdef OR a.attidentity <> '') ORDER BY a.attnum)
+               FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid
+               LEFT JOIN pg_type base ON ty.typtype = 'd' AND base.oid = ty.typbasetype
+              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
+            (SELECT json_agg(a.attname ORDER BY k.ord)
+               FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+              WHERE i.indrelid = c.oid AND i.indisprimary) AS key_columns
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relname = ANY ($1::text[]) AND n.nspname <> $3
+        AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'
+      ORDER BY c.relname, n.nspname`,
+    [SOURCE_TABLES, NOTIFY_TRIGGER, serviceSchema],
   );
-  const sources: Source[] = [];
-  const problems: string[] = [];
-  for (const table of SOURCE_TABLES) {
-    const cols = columns.filter((c) => c.table_name === table);
-    if (cols.length === 0) continue;
-    const { table_schema: schema, oid, notifies } = cols[0];
-    const visitor = cols.find((c) => c.column_name === 'visitor_id') ?? cols.find((c) => c.column_name.toLowerCase() === 'visitor_id');
-    const image = cols.find((c) => c.column_name === 'base64Image') ?? cols.find((c) => c.column_name.toLowerCase() === 'base64image');
-    if (!visitor || !image) {
-      problems.push(`table ${schema}.${table} has no ${visitor ? 'base64Image' : 'visitor_id'} column; it is not read`);
-      continue;
-    }
-    if (!TEXT_TYPES.has(image.data_type)) {
-      problems.push(`${schema}.${table}.${image.column_name} is ${image.data_type}, not text (base64 or data URL); it is not read`);
-      continue;
-    }
-    sources.push({
-      table,
-      oid,
-      relation: `${quoteIdentifier(schema)}.${quoteIdentifier(table)}`,
-      visitorColumn: quoteIdentifier(visitor.column_name),
-      imageColumn: quoteIdentifier(image.column_name),
-      imageColumnName: image.column_name,
-      notifies,
-    });
+}
+
+function imageKind(base: string): ImageKind {
+  if (TEXT_TYPES.has(base)) return 'text';
+  return base === 'bytea' ? 'bytea' : 'unsupported';
+}
+
+function keySql(keyColumns: string[] | null): string {
+  if (!keyColumns || keyColumns.length === 0) return 'ctid::text';
+  if (keyColumns.length === 1) return `${quoteIdentifier(keyColumns[0])}::text`;
+  return `json_build_array(${keyColumns.map((c) => `${quoteIdentifier(c)}::text`).join(', ')})::text`;
+}
+
+/** Why no table of this name resolves although some exist: the schema's USAGE, or the search path. */
+function invisibleProblem(candidate: TableRow): GalleryProblem {
+  const name = `${candidate.schema}.${candidate.table}`;
+  const role = quoteIdentifier(candidate.role);
+  if (!candidate.schema_usage) {
+    const grantSelect = candidate.readable ? '' : ` GRANT SELECT ON ${relationSql(candidate.schema, candidate.table)} TO ${role};`;
+    return permissionProblem(candidate.role, name, `may not use the schema ${quoteIdentifier(candidate.schema)} holding ${name}`,
+      `GRANT USAGE ON SCHEMA ${quoteIdentifier(candidate.schema)} TO ${role};${grantSelect}`);
   }
-  return { sources, problems };
+  return {
+    code: 'not_on_search_path',
+    table: name,
+    message: `${name} is not on the search path of the database role ${role}, so the service does not see it`,
+    sql: `ALTER ROLE ${role} SET search_path = "$user", public, ${quoteIdentifier(candidate.schema)};`,
+  };
+}
+
+/** The table as a source, or the problem that keeps it from being one. */
+function sourceOf(t: TableRow): Source | GalleryProblem {
+  const name = `${t.schema}.${t.table}`;
+  const unusable = (message: string): GalleryProblem => ({ code: 'unusable_table', table: name, message, sql: null });
+  if (t.kind !== READABLE_KIND) return unusable(`${name} is ${KIND_NAMES[t.kind] ?? `a relation of kind ${t.kind}`}; only plain tables are read`);
+  if (!t.readable) {
+    return permissionProblem(t.role, name, `may not read ${name}`, `GRANT SELECT ON ${relationSql(t.schema, t.table)} TO ${quoteIdentifier(t.role)};`);
+  }
+  const find = (wanted: string) => t.columns.find((c) => c.name === wanted) ?? t.columns.find((c) => c.name.toLowerCase() === wanted.toLowerCase());
+  const visitor = find('visitor_id');
+  const image = find('base64Image');
+  if (!visitor || !image) return unusable(`${name} has no ${visitor ? 'base64Image' : 'visitor_id'} column; it is not read`);
+  return {
+    table: t.table,
+    oid: t.oid,
+    schema: t.schema,
+    relation: relationSql(t.schema, t.table),
+    visitorColumn: quoteIdentifier(visitor.name),
+    imageColumn: quoteIdentifier(image.name),
+    imageColumnName: image.name,
+    imageKind: imageKind(image.base),
+    imageType: image.type,
+    visitorType: visitor.type,
+    visitorIsText: TEXT_TYPES.has(visitor.base),
+    visitorHasDefault: visitor.has_default,
+    keySql: keySql(t.key_columns),
+    notifies: t.notifies,
+  };
+}
+
+/**
+ * Finds the visitor tables the way an unqualified query would (first match on the search path),
+ * their visitor_id and image columns (`base64Image` quoted or `base64image`), and what keeps any
+ * of them from being read: a missing permission, a schema off the search path, an image column
+ * that is neither text nor bytea (its rows are listed as unsupported_column, never read).
+ */
+export async function introspectSources(db: Queryable, serviceSchema: string): Promise<Introspection> {
+  const tables = await candidateTables(db, serviceSchema);
+  const role = tables[0]?.role ?? (await db.query<{ role: string }>('SELECT current_user AS role'))[0].role;
+  const sources: Source[] = [];
+  const problems: GalleryProblem[] = [];
+  for (const table of SOURCE_TABLES) {
+    const named = tables.filter((t) => t.table === table);
+    const resolved = named.find((t) => t.resolved);
+    if (!resolved) {
+      problems.push(...named.map(invisibleProblem));
+      continue;
+    }
+    const source = sourceOf(resolved);
+    if ('code' in source) {
+      problems.push(source);
+      continue;
+    }
+    sources.push(source);
+    if (source.imageKind === 'unsupported') {
+      problems.push({
+        code: 'unsupported_column',
+        table: `${source.schema}.${table}`,
+        message: `${source.schema}.${table}.${source.imageColumnName} is ${source.imageType}, neither text (base64 or a data URL) nor bytea (the image's bytes); its images are listed as unsupported_column and not read`,
+        sql: null,
+      });
+    }
+  }
+  return { role, sources, problems };
+}
+
+/** A text image column's stored text or a bytea column's bytes, as the server hashes them for digestSourceRows. */
+function storedBytes(source: Source): string {
+  return source.imageKind === 'bytea' ? source.imageColumn : `convert_to(${source.imageColumn}, 'UTF8')`;
 }
 
 function rowsWithImage(source: Source): string {
@@ -131,16 +249,16 @@ export async function listSourceRows(db: Queryable, source: Source): Promise<Sou
 export async function digestSourceRows(db: Queryable, source: Source, ctids: string[]): Promise<DigestedRow[]> {
   const rows = await db.query<{ ctid: string; xmin: string; visitor_id: string; digest: Buffer }>(
     `SELECT ctid::text AS ctid, xmin::text AS xmin, ${source.visitorColumn}::text AS visitor_id,
-            sha256(convert_to(${source.imageColumn}, 'UTF8')) AS digest
+            sha256(${storedBytes(source)}) AS digest
        FROM ${source.relation} WHERE ctid = ANY ($1::tid[]) AND ${rowsWithImage(source)}`,
     [ctids],
   );
   return rows.map((r) => ({ ...sourceRow(source.table, r), digest: r.digest }));
 }
 
-/** The current version of the given rows with their stored image text. */
+/** The current version of the given rows with their stored image (text or bytes). */
 export async function fetchSourceImages(db: Queryable, source: Source, ctids: string[]): Promise<ImageRow[]> {
-  const rows = await db.query<{ ctid: string; xmin: string; visitor_id: string; image: string }>(
+  const rows = await db.query<{ ctid: string; xmin: string; visitor_id: string; image: string | Buffer }>(
     `SELECT ctid::text AS ctid, xmin::text AS xmin, ${source.visitorColumn}::text AS visitor_id, ${source.imageColumn} AS image
        FROM ${source.relation} WHERE ctid = ANY ($1::tid[]) AND ${rowsWithImage(source)}`,
     [ctids],
@@ -237,4 +355,28 @@ export function rowVersionKey(row: { table: string; ctid: string; xmin: number }
 export async function countSourceRows(db: Queryable, source: Source): Promise<number> {
   const [row] = await db.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${source.relation} WHERE ${rowsWithImage(source)}`);
   return Number(row.n);
+}
+
+/** The keys (primary key, or ctid) of the given row versions, by rowVersionKey; a row changed or gone since is absent. */
+export async function sourceKeys(db: Queryable, source: Source, rows: SourceRow[]): Promise<Map<string, string>> {
+  if (rows.length === 0) return new Map();
+  const found = await db.query<{ ctid: string; xmin: string; key: string }>(
+    `SELECT ctid::text AS ctid, xmin::text AS xmin, ${source.keySql} AS key FROM ${source.relation} WHERE ctid = ANY ($1::tid[])`,
+    [rows.map((r) => r.ctid)],
+  );
+  return new Map(found.map((r) => [rowVersionKey({ table: source.table, ctid: r.ctid, xmin: Number(r.xmin) }), r.key]));
+}
+
+/** Base64 or a data URL, as some backends store in a bytea column too (the text's bytes). */
+const BASE64_TEXT = /^(data:image\/[a-z0-9.+-]+;base64,)?[A-Za-z0-9+/_=\r\n-]+$/i;
+/** Enough of the start of the bytes to tell an image file from base64 text. */
+const SNIFF_BYTES = 64;
+
+/**
+ * What to hand the extractor: a text column's text; a bytea column's bytes, unless they are the
+ * bytes of base64 text (no image file starts with only base64 characters), then that text.
+ */
+export function storedImage(image: string | Buffer): string | Buffer {
+  if (typeof image === 'string') return image;
+  return BASE64_TEXT.test(image.subarray(0, SNIFF_BYTES).toString('latin1')) ? image.toString('latin1') : image;
 }

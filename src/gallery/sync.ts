@@ -7,9 +7,10 @@ import type { Logger } from 'pino';
 import { FaceRecogError } from '../errors.js';
 import type { Catalog, Face } from './catalog.js';
 import type { Database, Listener } from './db.js';
-import { sqlState } from './db.js';
+import { isPermissionDenied, sqlState } from './db.js';
 import type { CachedFeature, FeatureCache, NewFeature, Outcome } from './feature-cache.js';
-import { migrate } from './migrations.js';
+import { migrate, type MigrationReport } from './migrations.js';
+import { DatabasePermissionError, describeProblem, isBlocking } from './problems.js';
 import {
   NOTIFY_CHANNEL,
   SCHEMA_CHANGED,
@@ -21,6 +22,7 @@ import {
   sameSummary,
   sourceFingerprint,
   sourceOids,
+  storedImage,
   summarise,
   type DigestedRow,
   type Source,
@@ -28,7 +30,7 @@ import {
   type SourceTable,
   type TableSummary,
 } from './sources.js';
-import type { Extractor, GalleryStatus } from './types.js';
+import type { Extractor, GalleryProblem, GalleryStatus } from './types.js';
 
 /** What the gallery reports; written by the sync loop (and by search when the database fails it). */
 export interface SyncState {
@@ -36,6 +38,8 @@ export interface SyncState {
   syncing: boolean;
   lastSyncAt: string | null;
   error: string | null;
+  /** What keeps the gallery from reading every stored image, as last found. */
+  problems: GalleryProblem[];
 }
 
 export interface SyncOptions {
@@ -63,8 +67,18 @@ function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-function digestOf(image: string): Buffer {
-  return createHash('sha256').update(image, 'utf8').digest();
+/** As the server hashes the stored value (digestSourceRows): a text's UTF-8 bytes, or the bytes. */
+function digestOf(image: string | Buffer): Buffer {
+  const hash = createHash('sha256');
+  return (typeof image === 'string' ? hash.update(image, 'utf8') : hash.update(image)).digest();
+}
+
+function unsupported(source: Source): Outcome {
+  return {
+    status: 'failed',
+    reason: 'unsupported_column',
+    message: `the image column ${source.imageColumnName} is ${source.imageType}; store base64 text or the image's bytes (bytea)`,
+  };
 }
 
 function byTable<T extends SourceRow>(rows: T[], sources: Source[]): [Source, T[]][] {
@@ -120,7 +134,7 @@ class Progress {
 }
 
 export class GallerySync {
-  readonly state: SyncState = { database: 'down', syncing: true, lastSyncAt: null, error: 'connecting to the visitor database' };
+  readonly state: SyncState = { database: 'down', syncing: true, lastSyncAt: null, error: 'connecting to the visitor database', problems: [] };
   /** Resolves after the first complete reconcile (or when closed before it). */
   readonly ready: Promise<void>;
   private resolveReady!: () => void;
@@ -134,7 +148,8 @@ export class GallerySync {
   private sources: Source[] = [];
   /** The visitor tables must be looked at again (start, error, DDL, triggers installed). */
   private introspectionDue = true;
-  private problems = '';
+  /** The problems last logged, so that each set is logged once. */
+  private loggedProblems = '';
   private reflected = new Map<SourceTable, Reflection>();
   private force = true;
   private closed = false;
@@ -165,8 +180,9 @@ export class GallerySync {
     this.wakeUp?.();
   }
 
-  /** A request found the database unreachable. */
+  /** A request found the database unreachable (or refusing this role: the next round says what to grant). */
   markDown(error: FaceRecogError): void {
+    if (isPermissionDenied(error)) return this.wake(true);
     if (this.state.database === 'down') return;
     this.state.database = 'down';
     this.state.error = error.message;
@@ -219,12 +235,28 @@ export class GallerySync {
     this.wokenEarly = false;
   }
 
+  /** The gallery must not answer: a permission is missing (or a visitor table is out of sight). */
+  get blocked(): GalleryProblem[] {
+    return this.state.problems.filter(isBlocking);
+  }
+
   private fail(error: unknown): void {
     this.failures++;
     this.force = true;
     this.introspectionDue = true;
     this.state.syncing = false;
-    if (error instanceof FaceRecogError && error.code === 'gallery_unavailable') this.state.database = 'down';
+    if (error instanceof DatabasePermissionError) {
+      // The database answers; the retry runs on new connections, so that a grant (or a role
+      // setting) made meanwhile is seen.
+      this.state.problems = [...this.state.problems.filter((p) => !isBlocking(p)), ...error.problems];
+      this.state.database = 'up';
+      this.db?.recycle();
+    } else if (isPermissionDenied(error)) {
+      // Revoked while running: the next round's checks say what to grant.
+      this.db?.recycle();
+    } else if (error instanceof FaceRecogError && error.code === 'gallery_unavailable') {
+      this.state.database = 'down';
+    }
     // Unavailable, overloaded, timed out: expected to pass. Anything else is a bug worth an error line.
     const transient = error instanceof FaceRecogError && error.status === 503;
     const text = message(error);
@@ -240,9 +272,9 @@ export class GallerySync {
       this.cache = this.options.cache(this.db);
     }
     if (!this.migrated) {
-      const applied = await migrate(this.db);
-      if (applied.length) this.logger.info({ versions: applied }, 'feature cache migrations applied');
+      this.reportMigration(await migrate(this.db));
       this.migrated = true;
+      // The problems found so far stay reported until the tables are looked at again (next, in cycle()).
       this.markUp();
     }
     if (!this.loaded) {
@@ -250,6 +282,15 @@ export class GallerySync {
       this.loaded = true;
     }
     if (!this.listener) await this.listen();
+  }
+
+  private reportMigration(report: MigrationReport): void {
+    const schema = this.db!.schema.name;
+    if (report.moved.length) this.logger.info({ moved: report.moved, schema }, 'moved the tables of an older version into DATABASE_SCHEMA');
+    if (report.leftBehind.length) {
+      this.logger.warn({ leftBehind: report.leftBehind, schema }, "an older version's tables belong to another role and were left where they are; a new feature cache is built (drop them once it is)");
+    }
+    if (report.applied.length) this.logger.info({ versions: report.applied, schema }, 'feature cache migrations applied');
   }
 
   private async loadCache(): Promise<void> {
@@ -301,6 +342,9 @@ export class GallerySync {
     } else if (changed.length > 0) {
       await this.follow(changed);
     }
+    const blocked = this.blocked;
+    // Readable tables are kept in sync meanwhile; the gallery stays unavailable until the grant.
+    if (blocked.length > 0) throw new DatabasePermissionError(blocked);
     this.state.syncing = false;
     this.state.lastSyncAt = new Date().toISOString();
     this.resolveReady();
@@ -319,17 +363,20 @@ export class GallerySync {
   }
 
   private async introspect(): Promise<void> {
-    const { sources, problems } = await introspectSources(this.db!);
+    const { sources, problems } = await introspectSources(this.db!, this.db!.schema.name);
     this.sources = sources;
     this.introspectionDue = false;
-    const summary = problems.join('; ');
-    if (summary !== this.problems && summary) this.logger.warn({ problems }, 'some visitor tables cannot be read');
-    this.problems = summary;
+    this.state.problems = problems;
+    const summary = problems.map(describeProblem).join('; ');
+    if (summary !== this.loggedProblems && summary) this.logger.warn({ problems: problems.map(describeProblem) }, 'some visitor tables cannot be read');
+    this.loggedProblems = summary;
     this.logger.debug({ sources: sources.map((s) => ({ table: s.table, image: s.imageColumnName, notifies: s.notifies })) }, 'visitor tables');
   }
 
   /** Lists every row holding an image, drops the faces whose row version is gone, adds the new ones. */
   private async reconcile(): Promise<void> {
+    // The tables' definitions too: a column's type may have changed (ALTER ... TYPE rewrites every row).
+    await this.introspect();
     const listed = await Promise.all(this.sources.map(async (s) => [s.table, await listSourceRows(this.db!, s)] as const));
     const { gone, fresh } = this.options.catalog.diff(listed.flatMap(([, rows]) => rows));
     // Gone faces leave the index at once; their cache rows are deleted after the new rows are in,
@@ -402,12 +449,19 @@ export class GallerySync {
     );
   }
 
-  /** Digests a chunk of new rows, reuses known outcomes, extracts the rest; returns the saved ids. */
+  /**
+   * Digests a chunk of new rows, reuses known outcomes, extracts the rest; returns the saved ids.
+   * Rows of an unsupported image column are recorded as such, never read.
+   */
   private async processChunk(sources: Source[], rows: SourceRow[], progress: Progress): Promise<number[]> {
     const digested: DigestedRow[] = [];
+    const unread: NewFeature[] = [];
     for (const [source, list] of byTable(rows, sources)) {
-      digested.push(...(await digestSourceRows(this.db!, source, list.map((r) => r.ctid))));
+      if (source.imageKind === 'unsupported') unread.push(...list.map((row) => ({ row, digest: null, outcome: unsupported(source) })));
+      else digested.push(...(await digestSourceRows(this.db!, source, list.map((r) => r.ctid))));
     }
+    const ids = await this.save(unread);
+    progress.failed += unread.length;
     const known = await this.cache!.findByDigest([...new Map(digested.map((r) => [r.digest.toString('hex'), r.digest])).values()]);
     const reused: NewFeature[] = [];
     const pending: DigestedRow[] = [];
@@ -416,7 +470,7 @@ export class GallerySync {
       if (outcome) reused.push({ row, digest: row.digest, outcome });
       else pending.push(row);
     }
-    const ids = await this.save(reused);
+    ids.push(...(await this.save(reused)));
     progress.reused += reused.length;
     for (const batch of chunks(pending, this.options.batchSize)) {
       // Closing does not wait for a long reconcile: what is saved stays, the rest is done next start.
@@ -434,23 +488,23 @@ export class GallerySync {
     const features: NewFeature[] = [];
     for (const [source, list] of byTable(rows, sources)) {
       for (const row of await fetchSourceImages(this.db!, source, list.map((r) => r.ctid))) {
-        features.push({ row, digest: digestOf(row.image), outcome: await this.extract(row.image) });
+        features.push({ row, digest: digestOf(row.image), outcome: await this.extract(storedImage(row.image)) });
       }
     }
     return features;
   }
 
-  private async extract(image: string): Promise<Outcome> {
+  private async extract(image: string | Buffer): Promise<Outcome> {
     try {
       const result = await this.options.extractor(image);
-      if (!result.ok) return { status: 'failed', reason: result.reason };
-      const { embedding, box, score } = result.face;
+      if (!result.ok) return { status: 'failed', reason: result.reason, message: result.message };
+      const { embedding, box, score, rotation } = result.face;
       if (embedding.length !== this.options.dimension) {
         throw new FaceRecogError('internal', `the extractor returned ${embedding.length} dimensions; the gallery expects ${this.options.dimension}`);
       }
-      return { status: 'ok', embedding, box, score };
+      return { status: 'ok', embedding, box, score, rotation, reason: result.reason };
     } catch (error) {
-      if (error instanceof FaceRecogError && IMAGE_ERRORS.has(error.code)) return { status: 'failed', reason: error.message };
+      if (error instanceof FaceRecogError && IMAGE_ERRORS.has(error.code)) return { status: 'failed', reason: 'invalid_image', message: error.message };
       throw error;
     }
   }

@@ -1,9 +1,8 @@
 // Synthetic faces for benchmarks: random unit vectors written straight into the feature cache,
 // as if extracted from images that do not exist. The gallery loads them at start and confirms
 // them against the cache instead of a visitor table.
-import type { Queryable } from './db.js';
+import type { Database } from './db.js';
 import { insertSynthetic } from './feature-cache.js';
-import { FEATURES_TABLE } from './migrations.js';
 
 const ROWS_PER_INSERT = 5_000;
 
@@ -31,16 +30,16 @@ export function randomUnitVector(dimension: number): Float32Array {
   return v;
 }
 
-async function syntheticCount(db: Queryable, model: string): Promise<number> {
+async function syntheticCount(db: Database, model: string): Promise<number> {
   const [row] = await db.query<{ n: string }>(
-    `SELECT count(*)::text AS n FROM ${FEATURES_TABLE} WHERE source_table = 'synthetic' AND model = $1`,
+    `SELECT count(*)::text AS n FROM ${db.schema.features} WHERE source_table = 'synthetic' AND model = $1`,
     [model],
   );
   return Number(row.n);
 }
 
 /** Adds `count` synthetic faces for `model` (visitor ids synthetic-<n>, one face each); returns the model's synthetic total. */
-export async function addSyntheticFaces(db: Queryable, options: SynthOptions): Promise<number> {
+export async function addSyntheticFaces(db: Database, options: SynthOptions): Promise<number> {
   const first = await syntheticCount(db, options.model);
   for (let done = 0; done < options.count; ) {
     const rows = Math.min(ROWS_PER_INSERT, options.count - done);

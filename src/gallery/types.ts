@@ -1,23 +1,49 @@
 // What the gallery offers the server, and what it needs from it. The gallery never loads models:
 // the server hands it an Extractor built on the engine.
+import type { ImagePage, ImageQuery } from './images.js';
+
+/** Why a stored image is not (or not cleanly) enrolled; the values of /api/v1/gallery/images `reason`. */
+export type ImageReason = 'invalid_image' | 'no_face' | 'several_faces' | 'face_too_small' | 'unsupported_column';
+
+/** Clockwise rotation (degrees) applied to the stored image, as displayed, before its face was found. */
+export type Rotation = 0 | 90 | 180 | 270;
 
 export interface ExtractedFace {
-  /** L2-normalised embedding of the image's most confident face. */
+  /** L2-normalised embedding of the enrolled face. */
   embedding: Float32Array;
+  /** [x, y, w, h] in pixels of the stored image as displayed (EXIF applied), NOT of the rotated copy. */
   box: [number, number, number, number];
   score: number;
+  rotation: Rotation;
 }
 
-/** Features of one stored image, or why it has none (undecodable, no face). */
-export type ExtractResult = { ok: true; face: ExtractedFace } | { ok: false; reason: string };
+/**
+ * ok: enrolled; `reason` is null, or 'several_faces' (the largest, most confident face was enrolled).
+ * failed: not enrolled; reason is invalid_image, no_face or face_too_small; `message` is for people.
+ */
+export type ExtractResult =
+  | { ok: true; face: ExtractedFace; reason: 'several_faces' | null }
+  | { ok: false; reason: 'invalid_image' | 'no_face' | 'face_too_small'; message: string };
 
-/** Extracts the most confident face of a stored image (plain base64 or a data URL). */
-export type Extractor = (storedImage: string) => Promise<ExtractResult>;
+export type Extractor = (storedImage: string | Buffer) => Promise<ExtractResult>;
 
 export interface Match {
   visitorId: string;
   /** Cosine similarity of the query to this visitor's best image. */
   similarity: number;
+}
+
+/**
+ * Something in the database keeping the gallery from reading every stored image. Blocking ones
+ * (a missing permission, a visitor table off the search path) make the gallery unavailable until
+ * fixed; `sql` is what a DBA runs to fix it.
+ */
+export interface GalleryProblem {
+  code: 'permission_denied' | 'not_on_search_path' | 'unsupported_column' | 'unusable_table';
+  /** schema.table concerned, when one is. */
+  table: string | null;
+  message: string;
+  sql: string | null;
 }
 
 export interface GalleryStatus {
@@ -28,13 +54,15 @@ export interface GalleryStatus {
   /** Embeddings searchable now. */
   faces: number;
   visitors: number;
-  /** Stored images skipped because they cannot be decoded or show no face. */
+  /** Stored images not enrolled (undecodable, no usable face, unsupported column). */
   failed: number;
   /** Name of the recognizer whose features are cached. */
   model: string;
   lastSyncAt: string | null;
   /** Why the database is down or the last sync failed; null when healthy. */
   error: string | null;
+  /** What keeps the gallery from reading every stored image; empty when nothing does. */
+  problems: GalleryProblem[];
 }
 
 export interface Gallery {
@@ -44,6 +72,8 @@ export interface Gallery {
    * applied here. Throws FaceRecogError('gallery_unavailable') when the database cannot confirm.
    */
   search(queries: Float32Array[]): Promise<(Match | null)[]>;
+  /** What became of each stored image (GET /api/v1/gallery/images), one page at a time. */
+  images(query: ImageQuery): Promise<ImagePage>;
   status(): GalleryStatus;
   close(): Promise<void>;
 }

@@ -10,6 +10,7 @@ import { FaceRecogError } from '../errors.js';
 import type { Gallery } from '../gallery/types.js';
 import { ApiKeys, installAuth, requiresKey } from './auth.js';
 import { handleError, installErrorHandling } from './error-handler.js';
+import { galleryImagesRoutes } from './gallery-images.js';
 import { requestId } from './logging.js';
 import type { ServiceMetrics } from './metrics.js';
 import { installOpenApi, metricsDoc } from './openapi.js';
@@ -141,6 +142,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     defaultThreshold,
     health: { engine: deps.engine, gallery: deps.gallery, scheduler, matchThreshold: config.matchThreshold, startedAt },
   });
+  await app.register(galleryImagesRoutes, { gallery: deps.gallery });
   await app.register(realtimeRoutes, { hub });
   await app.register(import('./web.js'));
 

@@ -1,6 +1,8 @@
 // /health: ok as soon as the models are loaded and the database answers (even while the gallery is
-// still reconciling); otherwise starting or degraded, with the reasons.
+// still reconciling); otherwise starting or degraded, with the reasons. A permission the service's
+// database role lacks degrades it, and the reason carries the SQL that grants it.
 import type { FaceEngine } from '../engine/engine.js';
+import { describeProblem, isBlocking } from '../gallery/problems.js';
 import type { Gallery, GalleryStatus } from '../gallery/types.js';
 import type { InferenceScheduler } from './scheduler.js';
 import type { HealthBody } from './schemas.js';
@@ -24,6 +26,7 @@ function galleryView(status: GalleryStatus): NonNullable<HealthBody['gallery']> 
     model: status.model,
     last_sync_at: status.lastSyncAt,
     error: status.error,
+    problems: status.problems,
   };
 }
 
@@ -41,6 +44,8 @@ export function healthReport(sources: HealthSources): { statusCode: 200 | 503; b
     const neverConnected = galleryStatus.lastSyncAt === null && galleryStatus.error === null;
     if (neverConnected) starting.push('the database is not connected yet');
     else degraded.push(`the database is unavailable${galleryStatus.error ? `: ${galleryStatus.error}` : ''}`);
+  } else {
+    degraded.push(...galleryStatus.problems.filter(isBlocking).map(describeProblem));
   }
 
   const status = degraded.length > 0 ? 'degraded' : starting.length > 0 ? 'starting' : 'ok';

@@ -79,6 +79,7 @@ async function main(config: Config): Promise<void> {
     const pipeline = new InferencePipeline(engine, scheduler, config, metrics);
     gallery = await startGallery({
       databaseUrl: config.databaseUrl,
+      databaseSchema: config.databaseSchema,
       dataDir: config.dataDir,
       model: engine.recognizer.name,
       dimension: engine.recognizer.dimension,

@@ -72,19 +72,23 @@ export class InferencePipeline {
   readonly extractor: Extractor = (storedImage) =>
     this.scheduler.run(() => this.extractStored(storedImage), { lane: 'background' });
 
-  private async extractStored(storedImage: string): Promise<ExtractResult> {
+  private async extractStored(storedImage: string | Buffer): Promise<ExtractResult> {
     let analysis: Analysis;
     try {
       const image = await this.decode(storedImage);
       const faces = await this.detectFaces(image, {});
       analysis = { faces, embeddings: await this.embed(image, faces.slice(0, 1)) };
     } catch (error) {
-      if (error instanceof FaceRecogError && UNUSABLE_IMAGE.has(error.code)) return { ok: false, reason: error.message };
+      if (error instanceof FaceRecogError && UNUSABLE_IMAGE.has(error.code)) return { ok: false, reason: 'invalid_image', message: error.message };
       throw error;
     }
     const face = mostConfident(analysis);
-    if (!face) return { ok: false, reason: 'no face detected' };
-    return { ok: true, face: { embedding: face.embedding, box: face.box, score: face.score } };
+    if (!face) return { ok: false, reason: 'no_face', message: 'no face was found in the stored image' };
+    return {
+      ok: true,
+      face: { embedding: face.embedding, box: face.box, score: face.score, rotation: 0 },
+      reason: analysis.faces.length > 1 ? 'several_faces' : null,
+    };
   }
 
   private async analyzeNow(payload: string, params: DetectParams, maxFaces: number, deadline: Deadline): Promise<Analysis> {
@@ -95,12 +99,12 @@ export class InferencePipeline {
     return { faces, embeddings };
   }
 
-  private decode(payload: string, deadline?: Deadline): Promise<RgbImage> {
+  /** A client's base64 or data URL, or a stored image's bytes (a bytea column). */
+  private decode(payload: string | Buffer, deadline?: Deadline): Promise<RgbImage> {
     deadline?.check();
     const { maxImageBytes, maxImagePixels } = this.config.limits;
-    return this.timed('image', 'decode', () =>
-      decodeImage(decodeImagePayload(payload, maxImageBytes), { maxBytes: maxImageBytes, maxPixels: maxImagePixels }),
-    );
+    const bytes = () => (typeof payload === 'string' ? decodeImagePayload(payload, maxImageBytes) : payload);
+    return this.timed('image', 'decode', () => decodeImage(bytes(), { maxBytes: maxImageBytes, maxPixels: maxImagePixels }));
   }
 
   private detectFaces(image: RgbImage, params: DetectParams, deadline?: Deadline): Promise<Face[]> {

@@ -4,6 +4,7 @@
 // schema exported here to packages/client/src/api-types.ts; a test fails when that file is stale).
 // A `title` names a nested shape in the client's types.
 import { Type, type Static } from 'typebox';
+import { DEFAULT_IMAGES_LIMIT, MAX_IMAGES_LIMIT } from '../gallery/images.js';
 
 const Image = Type.String({
   description: 'The image: plain base64 (standard or URL-safe) or a data:image/...;base64, URL. JPEG, PNG or WebP.',
@@ -146,43 +147,50 @@ export type RealtimeMessageBody = Static<typeof RealtimeMessage>;
 
 // GET /api/v1/gallery/images (CONTRACT.md): what became of each stored visitor image, so that the
 // backend can ask a visitor for a better photo.
-const ImageReason = Type.Union(
-  [Type.Literal('invalid_image'), Type.Literal('no_face'), Type.Literal('several_faces'), Type.Literal('face_too_small'), Type.Literal('unsupported_column')],
-  { title: 'ImageReason' },
-);
-const ImageStatus = Type.Union([Type.Literal('ok'), Type.Literal('failed')], { description: 'ok: enrolled; failed: not enrolled' });
+const Reason = Type.Union([
+  Type.Literal('invalid_image'),
+  Type.Literal('no_face'),
+  Type.Literal('several_faces'),
+  Type.Literal('face_too_small'),
+  Type.Literal('unsupported_column'),
+], { title: 'ImageReason' });
 
 export const GalleryImagesQuery = Type.Object({
-  status: Type.Optional(Type.Union([ImageStatus, ImageReason], { description: 'ok, failed, or one reason' })),
-  visitor_id: Type.Optional(Type.String()),
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
-  after: Type.Optional(Type.String({ description: 'The `next` cursor of the previous page' })),
+  status: Type.Optional(
+    Type.Union([Type.Literal('ok'), Type.Literal('failed'), ...Reason.anyOf], { description: 'ok (enrolled), failed (not enrolled), or one reason' }),
+  ),
+  visitor_id: Type.Optional(Type.String({ minLength: 1, maxLength: 1024, description: 'Only this visitor\'s images' })),
+  // Query strings are text and the app does not coerce types: the pattern is the range 1..1000.
+  limit: Type.Optional(Type.String({ pattern: `^(?:[1-9][0-9]{0,2}|${MAX_IMAGES_LIMIT})$`, description: `Images per page, 1 to ${MAX_IMAGES_LIMIT} (default ${DEFAULT_IMAGES_LIMIT})` })),
+  after: Type.Optional(Type.String({ pattern: '^[0-9]{1,19}$', description: 'The `next` cursor of the previous page' })),
+});
+
+export const GalleryImage = Type.Object({
+  source: Type.Object({
+    table: Type.Union([Type.Literal('visitors'), Type.Literal('visitor_images')]),
+    key: Type.Union([Type.String(), Type.Null()], {
+      description: "The row's primary key as text (a composite key as a JSON array), its ctid when it has none; null when the row changed since it was checked",
+    }),
+  }),
+  visitor_id: Type.String(),
+  status: Type.Union([Type.Literal('ok'), Type.Literal('failed')], { description: 'ok: enrolled (searchable); failed: not enrolled' }),
+  reason: Type.Union([Reason, Type.Null()], {
+    description: 'Why not enrolled, or several_faces when enrolled with the largest, most confident of several faces; null when enrolled cleanly',
+  }),
+  face: Type.Union([
+    Type.Object({
+      bbox: Box,
+      detection_confidence: Type.Number({ description: 'Detector score, 0..1' }),
+      rotated: Type.Integer({ description: 'Clockwise degrees (0, 90, 180, 270) the stored image was turned before its face was found' }),
+    }),
+    Type.Null(),
+  ], { description: 'The enrolled face; null when not enrolled' }),
+  checked_at: Type.String({ format: 'date-time', description: 'When this image was last extracted' }),
 });
 
 export const GalleryImagesResponse = Type.Object({
-  images: Type.Array(
-    Type.Object(
-      {
-        source: Type.Object({ table: Type.String(), key: Type.String({ description: "The row's key, as a string" }) }),
-        visitor_id: Type.String(),
-        status: ImageStatus,
-        reason: Type.Union([ImageReason, Type.Null()], { description: 'Why not enrolled, or several_faces (the largest, most confident face was enrolled); null otherwise' }),
-        face: Type.Union([
-          Type.Object({
-            bbox: Box,
-            detection_confidence: DetectorScore,
-            rotated: Type.Union([Type.Literal(0), Type.Literal(90), Type.Literal(180), Type.Literal(270)], {
-              description: 'Clockwise degrees the stored image was turned before its face was found',
-            }),
-          }),
-          Type.Null(),
-        ]),
-        checked_at: Type.String({ format: 'date-time' }),
-      },
-      { title: 'GalleryImage' },
-    ),
-  ),
-  next: Type.Union([Type.String(), Type.Null()], { description: 'The cursor of the next page (pass it as `after`); null on the last page' }),
+  images: Type.Array(GalleryImage),
+  next: Type.Union([Type.String(), Type.Null()], { description: 'Cursor for `after`; null on the last page' }),
 });
 
 export const ErrorResponse = Type.Object(
@@ -216,6 +224,15 @@ export const HealthResponse = Type.Object(
         model: Type.String(),
         last_sync_at: Type.Union([Type.String(), Type.Null()]),
         error: Type.Union([Type.String(), Type.Null()]),
+        problems: Type.Array(
+          Type.Object({
+            code: Type.String({ description: 'permission_denied, not_on_search_path (the gallery is unavailable until fixed), unsupported_column, unusable_table' }),
+            table: Type.Union([Type.String(), Type.Null()], { description: 'schema.table concerned' }),
+            message: Type.String(),
+            sql: Type.Union([Type.String(), Type.Null()], { description: 'What a DBA runs to fix it' }),
+          }),
+          { description: 'What keeps the gallery from reading every stored image' },
+        ),
       }, { title: 'GalleryHealth' }),
       Type.Null(),
     ]),

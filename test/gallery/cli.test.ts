@@ -5,33 +5,13 @@ import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { Command } from 'commander';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { registerDbCommands } from '../../src/cli/commands/db.js';
-import { registerGalleryCommands } from '../../src/cli/commands/gallery.js';
-import { registerVisitorsCommands } from '../../src/cli/commands/visitors.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Database } from '../../src/gallery/db.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/gallery/embedded.js';
 import { decodeEmbedding } from '../../src/gallery/feature-cache.js';
 import type { GalleryHandle } from '../../src/gallery/index.js';
 import { fixturesMissing, REPO_ROOT, readTestdata, testdataPath } from '../helpers/fixtures.js';
-import { embeddingOf, engineExtractor, logger, openGallery, waitFor } from './helpers.js';
-
-/** Runs `face-recog <args>` in this process; returns what it printed. */
-async function cli(...args: string[]): Promise<string[]> {
-  const program = new Command('face-recog').exitOverride();
-  registerVisitorsCommands(program);
-  registerGalleryCommands(program);
-  registerDbCommands(program);
-  const lines: string[] = [];
-  const print = vi.spyOn(console, 'log').mockImplementation((...parts: unknown[]) => void lines.push(parts.join(' ')));
-  try {
-    await program.parseAsync(args, { from: 'user' });
-  } finally {
-    print.mockRestore();
-  }
-  return lines;
-}
+import { cli, embeddingOf, engineExtractor, logger, openGallery, waitFor } from './helpers.js';
 
 describe.skipIf(fixturesMissing)('face-recog visitors / gallery / db commands', () => {
   let dataDir: string;
@@ -102,7 +82,7 @@ describe.skipIf(fixturesMissing)('face-recog visitors / gallery / db commands', 
     const out = await cli('gallery', 'synth', '--count', '25000', '--model', 'mobilefacenet');
     expect(out[0]).toMatch(/^added 25000 synthetic 128-d faces for mobilefacenet in .*; 25000 synthetic faces in the cache for mobilefacenet$/);
     const rows = await db.query<{ visitor_id: string; embedding: Buffer }>(
-      `SELECT visitor_id, embedding FROM face_recog_features WHERE source_table = 'synthetic' ORDER BY id LIMIT 50`,
+      `SELECT visitor_id, embedding FROM face_recog.face_recog_features WHERE source_table = 'synthetic' ORDER BY id LIMIT 50`,
     );
     expect(rows[0].visitor_id).toBe('synthetic-0');
     for (const { embedding } of rows) {
@@ -130,7 +110,7 @@ describe.skipIf(fixturesMissing)('face-recog visitors / gallery / db commands', 
     it('searches the synthetic faces with the imported ones', async () => {
       expect(gallery.status()).toMatchObject({ database: 'up', faces: 25006, failed: 0 });
       const [row] = await db.query<{ visitor_id: string; embedding: Buffer }>(
-        `SELECT visitor_id, embedding FROM face_recog_features WHERE source_table = 'synthetic' AND visitor_id = 'synthetic-12345'`,
+        `SELECT visitor_id, embedding FROM face_recog.face_recog_features WHERE source_table = 'synthetic' AND visitor_id = 'synthetic-12345'`,
       );
       syntheticFace = decodeEmbedding(row.embedding);
       const [synthetic, obama] = await gallery.search([syntheticFace, await embeddingOf('faces/obama/4.jpg')]);
@@ -140,7 +120,11 @@ describe.skipIf(fixturesMissing)('face-recog visitors / gallery / db commands', 
     });
 
     it('installs notify triggers, after which a new image is recognised at once', async () => {
-      expect(await cli('db', 'install-triggers')).toEqual(['notify triggers installed on public.visitors, public.visitor_images']);
+      expect(await cli('db', 'install-triggers')).toEqual([
+        'notify triggers installed on public.visitors, public.visitor_images (function face_recog.face_recog_notify())',
+      ]);
+      const functions = await db.query<{ schema: string }>(`SELECT pronamespace::regnamespace::text AS schema FROM pg_proc WHERE proname = 'face_recog_notify'`);
+      expect(functions).toEqual([{ schema: 'face_recog' }]);
       const status = await cli('gallery', 'status');
       expect(status).toContain('visitors: 3 rows with an image (column base64image), notify trigger installed');
       expect(status).toContain('visitor_images: 3 rows with an image (column base64image), notify trigger installed');
@@ -160,7 +144,7 @@ describe.skipIf(fixturesMissing)('face-recog visitors / gallery / db commands', 
 
     it('removes the triggers and the synthetic faces', async () => {
       expect(await cli('db', 'uninstall-triggers')).toEqual(['notify triggers removed from public.visitor_images, public.visitors']);
-      const triggers = await db.query(`SELECT 1 FROM pg_trigger WHERE tgname = 'face_recog_notify'`);
+      const triggers = await db.query(`SELECT 1 FROM pg_trigger WHERE tgname = 'face_recog_notify' UNION ALL SELECT 1 FROM pg_proc WHERE proname = 'face_recog_notify'`);
       expect(triggers).toEqual([]);
       expect(await cli('gallery', 'drop-synthetic')).toEqual(['removed 25000 synthetic faces']);
       // Synthetic faces are confirmed against the cache: once dropped they are never returned.
@@ -168,6 +152,27 @@ describe.skipIf(fixturesMissing)('face-recog visitors / gallery / db commands', 
       expect(match?.visitorId ?? null).not.toMatch(/^synthetic-/);
       expect(gallery.status().faces).toBeLessThan(25007);
     });
+  });
+
+  it("prints the embedded database's URL, which connects", async () => {
+    const [url] = await cli('db', 'url');
+    expect(url).toMatch(/^postgres:\/\/postgres:[^*@]+@127\.0\.0\.1:\d+\/postgres$/);
+    const direct = new Database(url, logger);
+    try {
+      const columns = await direct.query<{ column_name: string }>(
+        `SELECT column_name FROM information_schema.columns WHERE table_name = 'visitors' ORDER BY ordinal_position`,
+      );
+      // Unquoted, as the README says.
+      expect(columns.map((c) => c.column_name)).toEqual(['visitor_id', 'base64image']);
+    } finally {
+      await direct.close();
+    }
+    process.env.DATABASE_URL = 'postgres://someone:secret@db.example:5432/backend';
+    try {
+      expect(await cli('db', 'url')).toEqual(['postgres://someone:secret@db.example:5432/backend']);
+    } finally {
+      delete process.env.DATABASE_URL;
+    }
   });
 
   it('runs as the face-recog executable', async () => {

@@ -85,12 +85,12 @@ describe.skipIf(fixturesMissing)('gallery over the visitor tables', () => {
   });
 
   it('records undecodable and faceless images as failed, with the reason, and counts them', async () => {
-    const rows = await db.query<{ visitor_id: string; reason: string; embedding: Buffer | null }>(
-      `SELECT visitor_id, reason, embedding FROM face_recog_features WHERE status = 'failed' ORDER BY visitor_id`,
+    const rows = await db.query<{ visitor_id: string; reason: string; message: string; embedding: Buffer | null }>(
+      `SELECT visitor_id, reason, message, embedding FROM face_recog.face_recog_features WHERE status = 'failed' ORDER BY visitor_id`,
     );
-    expect(rows.map((r) => r.visitor_id)).toEqual(['broken', 'no-face']);
-    expect(rows[0].reason).toMatch(/could not be (read|decoded)/);
-    expect(rows[1].reason).toMatch(/no face/);
+    expect(rows.map((r) => [r.visitor_id, r.reason])).toEqual([['broken', 'invalid_image'], ['no-face', 'no_face']]);
+    expect(rows[0].message).toMatch(/could not be (read|decoded)/);
+    expect(rows[1].message).toMatch(/no face/);
     expect(rows.every((r) => r.embedding === null)).toBe(true);
     expect(gallery.status().failed).toBe(2);
   });
@@ -133,7 +133,7 @@ describe.skipIf(fixturesMissing)('gallery over the visitor tables', () => {
     await db.query(`UPDATE visitors SET name = 'Barack' WHERE visitor_id = 'obama'`);
     const row = await db.query<{ xmin: string }>(`SELECT xmin::text AS xmin FROM visitors WHERE visitor_id = 'obama'`);
     await waitFor('the cache to follow the new row version', async () => {
-      const cached = await db.query(`SELECT 1 FROM face_recog_features WHERE visitor_id = 'obama' AND source_xmin = $1`, [row[0].xmin]);
+      const cached = await db.query(`SELECT 1 FROM face_recog.face_recog_features WHERE visitor_id = 'obama' AND source_xmin = $1`, [row[0].xmin]);
       return cached.length === 1 ? true : undefined;
     });
     expect(counting.calls.length).toBe(before);
@@ -208,7 +208,7 @@ describe.skipIf(fixturesMissing)('gallery: deletes and changes are never stale',
     await waitFor('deleted rows to leave the gallery', () => (slow.status().faces === 2 ? true : undefined));
     // The index drops gone faces at once; their cache rows go once the new rows are saved.
     const cached = await waitFor('deleted rows to leave the feature cache', async () => {
-      const rows = await db.query<{ visitor_id: string }>(`SELECT visitor_id FROM face_recog_features ORDER BY visitor_id`);
+      const rows = await db.query<{ visitor_id: string }>(`SELECT visitor_id FROM face_recog.face_recog_features ORDER BY visitor_id`);
       return rows.length === 2 ? rows : undefined;
     });
     expect(cached.map((r) => r.visitor_id)).toEqual(['biden', 'kit']);
@@ -224,7 +224,7 @@ describe.skipIf(fixturesMissing)('gallery: deletes and changes are never stale',
     } finally {
       await switched.close();
     }
-    const models = await db.query<{ model: string; n: string }>(`SELECT model, count(*)::text AS n FROM face_recog_features GROUP BY model ORDER BY model`);
+    const models = await db.query<{ model: string; n: string }>(`SELECT model, count(*)::text AS n FROM face_recog.face_recog_features GROUP BY model ORDER BY model`);
     expect(models).toEqual([
       { model: 'mobilefacenet', n: '2' },
       { model: 'mobilefacenet-retrained', n: '2' },

@@ -4,14 +4,24 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Command } from 'commander';
 import pino from 'pino';
+import { vi } from 'vitest';
+import { registerDbCommands } from '../../src/cli/commands/db.js';
+import { registerGalleryCommands } from '../../src/cli/commands/gallery.js';
+import { registerVisitorsCommands } from '../../src/cli/commands/visitors.js';
 import { Database } from '../../src/gallery/db.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/gallery/embedded.js';
 import { startGallery, type GalleryHandle, type GalleryOptions } from '../../src/gallery/index.js';
 import type { Extractor } from '../../src/gallery/types.js';
 import { decodeImage, decodeImagePayload, DEFAULT_IMAGE_LIMITS, sniffFormat } from '../../src/engine/image.js';
+import { loadConfig, type Config } from '../../src/config.js';
 import { FaceRecogError } from '../../src/errors.js';
-import { readTestdata, testEngine } from '../helpers/fixtures.js';
+import { buildApp } from '../../src/server/app.js';
+import { ServiceMetrics } from '../../src/server/metrics.js';
+import { InferencePipeline } from '../../src/server/pipeline.js';
+import { InferenceScheduler } from '../../src/server/scheduler.js';
+import { MODELS_DIR, readTestdata, testEngine } from '../helpers/fixtures.js';
 
 export const logger = pino({ level: process.env.GALLERY_TEST_LOG ?? 'silent' });
 
@@ -73,8 +83,9 @@ export function dataUrlOf(relative: string): string {
   return `data:image/${sniffFormat(bytes)};base64,${bytes.toString('base64')}`;
 }
 
-export function sha256(text: string): string {
-  return createHash('sha256').update(text, 'utf8').digest('hex');
+/** sha256 of a stored text's UTF-8 bytes, or of stored bytes. */
+export function sha256(stored: string | Buffer): string {
+  return createHash('sha256').update(stored).digest('hex');
 }
 
 export interface CountingExtractor {
@@ -91,14 +102,15 @@ export async function engineExtractor(): Promise<CountingExtractor> {
     calls.push(sha256(stored));
     let faces;
     try {
-      faces = await engine.analyze(await decodeImage(decodeImagePayload(stored, DEFAULT_IMAGE_LIMITS.maxBytes)), {}, 1);
+      const bytes = typeof stored === 'string' ? decodeImagePayload(stored, DEFAULT_IMAGE_LIMITS.maxBytes) : stored;
+      faces = await engine.analyze(await decodeImage(bytes), {}, 1);
     } catch (error) {
-      if (error instanceof FaceRecogError) return { ok: false, reason: error.message };
+      if (error instanceof FaceRecogError) return { ok: false, reason: 'invalid_image', message: error.message };
       throw error;
     }
-    if (faces.length === 0) return { ok: false, reason: 'no face found in the stored image' };
+    if (faces.length === 0) return { ok: false, reason: 'no_face', message: 'no face found in the stored image' };
     const [face] = faces;
-    return { ok: true, face: { embedding: face.embedding, box: face.box, score: face.score } };
+    return { ok: true, face: { embedding: face.embedding, box: face.box, score: face.score, rotation: 0 }, reason: null };
   };
   return { extractor, calls };
 }
@@ -114,6 +126,7 @@ export async function embeddingOf(relative: string): Promise<Float32Array> {
 export async function openGallery(url: string | null, extractor: Extractor, overrides: Partial<GalleryOptions> = {}): Promise<GalleryHandle> {
   return startGallery({
     databaseUrl: url,
+    databaseSchema: 'face_recog',
     dataDir: '/nonexistent',
     model: MODEL,
     dimension: DIMENSION,
@@ -141,4 +154,71 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
     }
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+export interface GalleryService {
+  url: string;
+  gallery: GalleryHandle;
+  config: Config;
+  /** GET a path of the service; the JSON body and the status. */
+  get(path: string, headers?: Record<string, string>): Promise<{ status: number; body: any }>;
+  close(): Promise<void>;
+}
+
+/**
+ * The service as `npm start` composes it, on a free port, over a given PostgreSQL: the real
+ * engine, the pipeline's extractor (the one the server hands the gallery), the real gallery.
+ */
+export async function startGalleryService(databaseUrl: string, env: Record<string, string> = {}): Promise<GalleryService> {
+  const config = loadConfig({ RECOGNIZER: MODEL, MODELS_DIR, MODELS_OFFLINE: '1', DATABASE_URL: databaseUrl, GALLERY_POLL_MS: '100', ...env });
+  const engine = await testEngine();
+  const scheduler = new InferenceScheduler(config.inference);
+  let gallery: GalleryHandle | null = null;
+  const metrics = new ServiceMetrics({ scheduler, gallery: () => gallery });
+  const pipeline = new InferencePipeline(engine, scheduler, config, metrics);
+  gallery = await startGallery({
+    databaseUrl,
+    databaseSchema: config.databaseSchema,
+    dataDir: '/nonexistent',
+    model: MODEL,
+    dimension: DIMENSION,
+    extractor: pipeline.extractor,
+    pollMs: config.gallery.pollMs,
+    batchSize: config.gallery.batchSize,
+    logger,
+  });
+  const app = await buildApp({ config, logger, engine: () => engine, gallery: () => gallery, scheduler, metrics });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = app.server.address() as { port: number };
+  const url = `http://127.0.0.1:${port}`;
+  const handle = gallery;
+  return {
+    url,
+    gallery: handle,
+    config,
+    async get(path, headers = {}) {
+      const response = await fetch(`${url}${path}`, { headers });
+      return { status: response.status, body: await response.json() };
+    },
+    async close() {
+      await app.close();
+      await handle.close();
+    },
+  };
+}
+
+/** Runs `face-recog <args>` in this process (with the environment as it is); returns what it printed. */
+export async function cli(...args: string[]): Promise<string[]> {
+  const program = new Command('face-recog').exitOverride();
+  registerVisitorsCommands(program);
+  registerGalleryCommands(program);
+  registerDbCommands(program);
+  const lines: string[] = [];
+  const print = vi.spyOn(console, 'log').mockImplementation((...parts: unknown[]) => void lines.push(parts.join(' ')));
+  try {
+    await program.parseAsync(args, { from: 'user' });
+  } finally {
+    print.mockRestore();
+  }
+  return lines;
 }

@@ -2,7 +2,8 @@
 // a change check that notices every insert, update and delete without reading an image.
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Database } from '../../src/gallery/db.js';
+import { ConfigError, loadConfig } from '../../src/config.js';
+import { Database } from '../../src/gallery/db.js';
 import { migrate } from '../../src/gallery/migrations.js';
 import {
   digestSourceRows,
@@ -16,7 +17,9 @@ import {
   sourceOids,
   summarise,
 } from '../../src/gallery/sources.js';
-import { startTestPostgres, type TestPostgres } from './helpers.js';
+import { logger, startTestPostgres, type TestPostgres } from './helpers.js';
+
+const SCHEMA = 'face_recog';
 
 describe('visitor tables', () => {
   let pg: TestPostgres;
@@ -32,7 +35,7 @@ describe('visitor tables', () => {
   });
 
   it('finds neither table in an empty database', async () => {
-    const { sources, problems } = await introspectSources(db);
+    const { sources, problems } = await introspectSources(db, SCHEMA);
     expect(sources).toEqual([]);
     expect(problems).toEqual([]);
     expect(sourceOids(sources)).toBe('/');
@@ -42,7 +45,7 @@ describe('visitor tables', () => {
   it('reads the quoted camel-case column and the unquoted one', async () => {
     await db.query(`CREATE TABLE visitors (visitor_id text PRIMARY KEY, "base64Image" text)`);
     await db.query(`CREATE TABLE visitor_images (id serial, visitor_id text, base64image varchar)`);
-    const { sources } = await introspectSources(db);
+    const { sources } = await introspectSources(db, SCHEMA);
     expect(sources.map((s) => [s.table, s.imageColumnName, s.imageColumn, s.relation])).toEqual([
       ['visitors', 'base64Image', '"base64Image"', '"public"."visitors"'],
       ['visitor_images', 'base64image', '"base64image"', '"public"."visitor_images"'],
@@ -51,7 +54,7 @@ describe('visitor tables', () => {
   });
 
   it('lists rows holding an image without reading them, and digests and fetches them by row', async () => {
-    const { sources } = await introspectSources(db);
+    const { sources } = await introspectSources(db, SCHEMA);
     const [visitors, images] = sources;
     await db.query(`INSERT INTO visitors VALUES ('a', 'aW1hZ2UtYQ=='), ('b', NULL), ('c', 'data:image/png;base64,aW1hZ2UtYw==')`);
     await db.query(`INSERT INTO visitor_images (visitor_id, base64image) VALUES ('a', 'aW1hZ2UtYTI='), (NULL, 'aW1hZ2UteA==')`);
@@ -70,7 +73,7 @@ describe('visitor tables', () => {
   });
 
   it('changes its fingerprint on every insert, update and delete, and not otherwise', async () => {
-    const { sources } = await introspectSources(db);
+    const { sources } = await introspectSources(db, SCHEMA);
     const fingerprint = async () => JSON.stringify([...(await sourceFingerprint(db, sources)).summaries], (_, v) => (typeof v === 'bigint' ? String(v) : v));
     const start = await fingerprint();
     await db.query(`SELECT * FROM visitors`);
@@ -89,7 +92,7 @@ describe('visitor tables', () => {
   });
 
   it('sums up a table as its listing does, and an insert as exactly the rows written since', async () => {
-    const { sources } = await introspectSources(db);
+    const { sources } = await introspectSources(db, SCHEMA);
     const images = sources.find((s) => s.table === 'visitor_images')!;
     const listed = await listSourceRows(db, images);
     const before = (await sourceFingerprint(db, sources)).summaries.get('visitor_images')!;
@@ -108,7 +111,7 @@ describe('visitor tables', () => {
   });
 
   it('confirms row versions: gone after a delete or update, present otherwise', async () => {
-    const { sources } = await introspectSources(db);
+    const { sources } = await introspectSources(db, SCHEMA);
     const rows = (await Promise.all(sources.map((s) => listSourceRows(db, s)))).flat();
     expect(await existingRowVersions(db, sources, rows)).toEqual(new Set(rows.map(rowVersionKey)));
     await db.query(`DELETE FROM visitors WHERE visitor_id = 'a'`);
@@ -119,24 +122,52 @@ describe('visitor tables', () => {
     expect(alive).toEqual(new Set(rows.filter((r) => !gone.includes(r)).map(rowVersionKey)));
   });
 
-  it('notices a table being dropped and skips tables it cannot read', async () => {
-    const before = await introspectSources(db);
+  it('notices a table being dropped, reads bytea, and reports a column of another type', async () => {
+    const before = await introspectSources(db, SCHEMA);
     await db.query(`DROP TABLE visitor_images`);
     expect((await sourceFingerprint(db, before.sources.filter((s) => s.table === 'visitors'))).tables).not.toBe(sourceOids(before.sources));
     await db.query(`CREATE TABLE visitor_images (visitor_id text, base64image bytea)`);
-    const after = await introspectSources(db);
-    expect(after.sources.map((s) => s.table)).toEqual(['visitors']);
-    expect(after.problems).toEqual([expect.stringMatching(/visitor_images\.base64image is bytea, not text/)]);
+    const bytea = await introspectSources(db, SCHEMA);
+    expect(bytea.sources.map((s) => [s.table, s.imageKind])).toEqual([['visitors', 'text'], ['visitor_images', 'bytea']]);
+    expect(bytea.problems).toEqual([]);
+    await db.query(`ALTER TABLE visitor_images ALTER COLUMN base64image TYPE jsonb USING to_jsonb(encode(base64image, 'base64'))`);
+    const json = await introspectSources(db, SCHEMA);
+    expect(json.sources.map((s) => [s.table, s.imageKind])).toEqual([['visitors', 'text'], ['visitor_images', 'unsupported']]);
+    expect(json.problems).toEqual([
+      expect.objectContaining({ code: 'unsupported_column', table: 'public.visitor_images', message: expect.stringMatching(/base64image is jsonb/) }),
+    ]);
   });
 
   it('applies its migrations once, even when two processes start together', async () => {
     const { db: fresh } = await pg.database('migrations');
     const [first, second] = await Promise.all([migrate(fresh), migrate(fresh)]);
-    expect([first, second].sort((a, b) => b.length - a.length)).toEqual([[1], []]);
-    expect(await migrate(fresh)).toEqual([]);
-    const tables = await fresh.query<{ table_name: string }>(
-      `SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'face_recog_%' ORDER BY table_name`,
+    expect([first.applied, second.applied].sort((a, b) => b.length - a.length)).toEqual([[1, 2], []]);
+    expect((await migrate(fresh)).applied).toEqual([]);
+    const tables = await fresh.query<{ schema: string; table_name: string }>(
+      `SELECT table_schema AS schema, table_name FROM information_schema.tables WHERE table_name LIKE 'face_recog_%' ORDER BY table_name`,
     );
-    expect(tables.map((t) => t.table_name)).toEqual(['face_recog_features', 'face_recog_migrations']);
+    expect(tables).toEqual([
+      { schema: 'face_recog', table_name: 'face_recog_features' },
+      { schema: 'face_recog', table_name: 'face_recog_migrations' },
+    ]);
+  });
+
+  it('keeps its tables in the schema DATABASE_SCHEMA names, and accepts only plain lower-case names', async () => {
+    expect(loadConfig({}).databaseSchema).toBe('face_recog');
+    expect(loadConfig({ DATABASE_SCHEMA: 'kiosk_cache' }).databaseSchema).toBe('kiosk_cache');
+    for (const bad of ['Face_Recog', 'face-recog', 'pg_cache', '1cache', 'x'.repeat(64)]) {
+      expect(() => loadConfig({ DATABASE_SCHEMA: bad }), bad).toThrow(ConfigError);
+    }
+    const { url } = await pg.database('custom_schema');
+    const custom = new Database(url, logger, 'kiosk_cache');
+    try {
+      expect((await migrate(custom)).applied).toEqual([1, 2]);
+      const tables = await custom.query<{ schema: string }>(
+        `SELECT DISTINCT table_schema AS schema FROM information_schema.tables WHERE table_name LIKE 'face_recog_%'`,
+      );
+      expect(tables).toEqual([{ schema: 'kiosk_cache' }]);
+    } finally {
+      await custom.close();
+    }
   });
 });

@@ -110,35 +110,26 @@ export interface ExtractFeaturesResponse {
   model: string;
   bbox: BBox | null;
 }
-export interface GalleryImagesQuery {
-  /**
-   * ok, failed, or one reason
-   */
-  status?: ('ok' | 'failed') | ImageReason;
-  visitor_id?: string;
-  limit?: number;
-  /**
-   * The `next` cursor of the previous page
-   */
-  after?: string;
-}
 export interface GalleryImage {
   source: {
-    table: string;
+    table: 'visitors' | 'visitor_images';
     /**
-     * The row's key, as a string
+     * The row's primary key as text (a composite key as a JSON array), its ctid when it has none; null when the row changed since it was checked
      */
-    key: string;
+    key: string | null;
   };
   visitor_id: string;
   /**
-   * ok: enrolled; failed: not enrolled
+   * ok: enrolled (searchable); failed: not enrolled
    */
   status: 'ok' | 'failed';
   /**
-   * Why not enrolled, or several_faces (the largest, most confident face was enrolled); null otherwise
+   * Why not enrolled, or several_faces when enrolled with the largest, most confident of several faces; null when enrolled cleanly
    */
   reason: ImageReason | null;
+  /**
+   * The enrolled face; null when not enrolled
+   */
   face: {
     bbox: BBox;
     /**
@@ -146,16 +137,37 @@ export interface GalleryImage {
      */
     detection_confidence: number;
     /**
-     * Clockwise degrees the stored image was turned before its face was found
+     * Clockwise degrees (0, 90, 180, 270) the stored image was turned before its face was found
      */
-    rotated: 0 | 90 | 180 | 270;
+    rotated: number;
   } | null;
+  /**
+   * When this image was last extracted
+   */
   checked_at: string;
+}
+export interface GalleryImagesQuery {
+  /**
+   * ok (enrolled), failed (not enrolled), or one reason
+   */
+  status?: 'ok' | 'failed' | 'invalid_image' | 'no_face' | 'several_faces' | 'face_too_small' | 'unsupported_column';
+  /**
+   * Only this visitor's images
+   */
+  visitor_id?: string;
+  /**
+   * Images per page, 1 to 1000 (default 100)
+   */
+  limit?: string;
+  /**
+   * The `next` cursor of the previous page
+   */
+  after?: string;
 }
 export interface GalleryImagesResponse {
   images: GalleryImage[];
   /**
-   * The cursor of the next page (pass it as `after`); null on the last page
+   * Cursor for `after`; null on the last page
    */
   next: string | null;
 }
@@ -174,6 +186,24 @@ export interface GalleryHealth {
   model: string;
   last_sync_at: string | null;
   error: string | null;
+  /**
+   * What keeps the gallery from reading every stored image
+   */
+  problems: {
+    /**
+     * permission_denied, not_on_search_path (the gallery is unavailable until fixed), unsupported_column, unusable_table
+     */
+    code: string;
+    /**
+     * schema.table concerned
+     */
+    table: string | null;
+    message: string;
+    /**
+     * What a DBA runs to fix it
+     */
+    sql: string | null;
+  }[];
 }
 /**
  * 200 when models are loaded and the database answers; 503 otherwise

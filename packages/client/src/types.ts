@@ -26,5 +26,5 @@ export type RecognizeFields = Unset<Omit<RecognizeRequest, 'image'>>;
 /** The fields of a verify request but the images. */
 export type VerifyFields = Unset<Omit<VerifyRequest, 'image1' | 'image2'>>;
 
-/** Which stored images to list, and from which cursor. */
-export type GalleryImagesOptions = Unset<GalleryImagesQuery>;
+/** Which stored images to list, and from which cursor (`limit` is sent as text in the query string). */
+export type GalleryImagesOptions = Unset<Omit<GalleryImagesQuery, 'limit'> & { limit?: number }>;

@@ -8,6 +8,7 @@ import { withConfiguredDatabase } from '../../gallery/connect.js';
 import { redactUrl } from '../../gallery/db.js';
 import { cacheCounts, removeSynthetic } from '../../gallery/feature-cache.js';
 import { migrate } from '../../gallery/migrations.js';
+import { describeProblem } from '../../gallery/problems.js';
 import { countSourceRows, introspectSources } from '../../gallery/sources.js';
 import { addSyntheticFaces } from '../../gallery/synthetic.js';
 
@@ -36,16 +37,16 @@ export function registerGalleryCommands(program: Command): void {
     .action(async (options: { json?: boolean }) => {
       await withConfiguredDatabase(async (db) => {
         await migrate(db);
-        const { sources, problems } = await introspectSources(db);
+        const { sources, problems } = await introspectSources(db, db.schema.name);
         const tables = await Promise.all(
           sources.map(async (s) => ({ table: s.table, imageColumn: s.imageColumnName, images: await countSourceRows(db, s), notifyTrigger: s.notifies })),
         );
-        const status = { database: redactUrl(db.url), tables, problems, cache: await cacheCounts(db) };
+        const status = { database: redactUrl(db.url), schema: db.schema.name, tables, problems: problems.map(describeProblem), cache: await cacheCounts(db) };
         if (options.json) {
           console.log(JSON.stringify(status, null, 2));
           return;
         }
-        console.log(`database: ${status.database}`);
+        console.log(`database: ${status.database} (service schema ${status.schema})`);
         if (tables.length === 0) console.log('visitor tables: none');
         for (const t of tables) {
           console.log(`${t.table}: ${t.images} rows with an image (column ${t.imageColumn}), notify trigger ${t.notifyTrigger ? 'installed' : 'not installed'}`);

@@ -14,7 +14,8 @@ export function registerVisitorsCommands(program: Command): void {
     .description(
       'store photos as the visitor backend would: a sub-folder per visitor (named by visitor id), or files named ' +
         '<visitor_id>.<ext> or <visitor_id>_<n>.<ext>; the first image of a new visitor goes to visitors, the others to visitor_images ' +
-        '(DATABASE_URL, or the embedded database under DATA_DIR)',
+        '(DATABASE_URL, or the embedded database under DATA_DIR). A name that is not a valid visitor_id of the tables\' type ' +
+        '(uuid, integer...) gets the id the database assigns, printed and reused on the next import',
     )
     .option('--data-url', 'store data:image/...;base64, URLs instead of plain base64')
     .action(async (dir: string, options: { dataUrl?: boolean }) => {
@@ -30,11 +31,13 @@ export function registerVisitorsCommands(program: Command): void {
           const images = result.visitors + result.visitorImages;
           stored += images;
           if (images > 0) visitorsStored++;
-          console.log(`${result.visitorId}: stored ${result.visitors} in visitors, ${result.visitorImages} in visitor_images`);
+          const key = result.storedAs === null ? '' : ` as visitor_id ${result.storedAs}`;
+          console.log(`${result.visitorId}: stored ${result.visitors} in visitors, ${result.visitorImages} in visitor_images${key}`);
           for (const { file, reason } of result.skipped) console.log(`  skipped ${file}: ${reason}`);
         }
         for (const file of plan.ignored) console.log(`ignored ${file} (not a .jpg, .jpeg, .png or .webp file)`);
-        console.log(`stored ${stored} images of ${visitorsStored} visitors as ${as} in ${redactUrl(db.url)}`);
+        const form = sources.every((s) => s.imageKind === 'bytea') ? 'image bytes' : as;
+        console.log(`stored ${stored} images of ${visitorsStored} visitors as ${form} in ${redactUrl(db.url)}`);
       });
     });
 }

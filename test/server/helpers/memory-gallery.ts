@@ -2,6 +2,7 @@
 // own tests). Visitors are enrolled from real photos through the real engine.
 import { cosineSimilarity } from '../../../src/engine/embed.js';
 import { FaceRecogError } from '../../../src/errors.js';
+import type { ImagePage } from '../../../src/gallery/images.js';
 import type { Gallery, GalleryStatus, Match } from '../../../src/gallery/types.js';
 import { loadTestImage, testEngine } from '../../helpers/fixtures.js';
 
@@ -44,7 +45,13 @@ export class MemoryGallery implements Gallery {
       model: 'mobilefacenet',
       lastSyncAt: new Date(0).toISOString(),
       error: this.outage,
+      problems: [],
     };
+  }
+
+  /** No stored images: the images endpoint has its own tests against PostgreSQL. */
+  async images(): Promise<ImagePage> {
+    return { images: [], next: null };
   }
 
   async close(): Promise<void> {

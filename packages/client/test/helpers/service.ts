@@ -5,6 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { loadConfig } from '../../../../src/config.js';
 import { cosineSimilarity } from '../../../../src/engine/embed.js';
 import type { FaceEngine } from '../../../../src/engine/engine.js';
+import type { ImagePage } from '../../../../src/gallery/images.js';
 import type { Gallery, GalleryStatus, Match } from '../../../../src/gallery/types.js';
 import { buildApp } from '../../../../src/server/app.js';
 import { createLogger } from '../../../../src/server/logging.js';
@@ -44,7 +45,12 @@ export class PhotoGallery implements Gallery {
       model: 'mobilefacenet',
       lastSyncAt: new Date().toISOString(),
       error: null,
+      problems: [],
     };
+  }
+
+  async images(): Promise<ImagePage> {
+    return { images: [], next: null };
   }
 
   async close(): Promise<void> {}
