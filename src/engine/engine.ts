@@ -7,6 +7,8 @@ import type { RgbImage } from './image.js';
 import { getDetector, getRecognizer } from './models/registry.js';
 import { createSession } from './models/session.js';
 import { ensureModel, type ModelStoreOptions } from './models/store.js';
+import { mergePasses, passSizes } from './pyramid.js';
+import { QUARTER_TURNS, rotateImage, unrotateFace, type Detection } from './rotate.js';
 
 export interface EngineOptions extends ModelStoreOptions {
   detector: string;
@@ -17,7 +19,19 @@ export interface EngineOptions extends ModelStoreOptions {
   intraOpThreads?: number;
 }
 
+/** The longer side of the finest detection pass (DETECT_SIZE). */
 export const DEFAULT_DETECT_SIZE = 640;
+
+/** What a caller may ask of detection; unset fields take the engine's defaults. */
+export interface DetectRequest extends Partial<DetectOptions> {
+  /**
+   * Set: exactly one pass with the longer side scaled to it, as OpenCV's FaceDetectorYN with that
+   * input size (parity mode). Unset: faces of every size, from passes at DETECT_SIZE and below.
+   */
+  detectSize?: number;
+  /** When no upright face is found, also search the image turned by 90, 180 and 270 degrees. */
+  autoRotate?: boolean;
+}
 
 /** A detected face with its embedding. */
 export interface FaceWithEmbedding extends Face {
@@ -61,9 +75,37 @@ export class FaceEngine {
     return { name: m.name, dimension: m.dimension, defaultThreshold: m.defaultThreshold };
   }
 
-  /** Faces, most confident first. */
-  detect(image: RgbImage, options: Partial<DetectOptions> = {}): Promise<Face[]> {
-    return this.detector.detect(image, { ...this.detectDefaults, ...stripUndefined(options) });
+  /** Faces, most confident first, in the coordinates of `image`. */
+  async detect(image: RgbImage, request: DetectRequest = {}): Promise<Face[]> {
+    return (await this.detectWithRotation(image, request)).faces;
+  }
+
+  /**
+   * Faces and the turn they were found under: upright, or (with `autoRotate`, when there is no
+   * upright face) the quarter turn whose best face is the most confident. Coordinates always refer
+   * to `image` as given.
+   */
+  async detectWithRotation(image: RgbImage, request: DetectRequest = {}): Promise<Detection> {
+    const upright = await this.detectUpright(image, request);
+    if (upright.length > 0 || !request.autoRotate) return { faces: upright, rotation: 0 };
+    let best: Detection = { faces: upright, rotation: 0 };
+    for (const rotation of QUARTER_TURNS) {
+      const faces = await this.detectUpright(await rotateImage(image, rotation), request);
+      if (faces.length > 0 && (best.faces.length === 0 || faces[0].score > best.faces[0].score)) {
+        best = { faces: faces.map((f) => unrotateFace(f, rotation, image.width, image.height)), rotation };
+      }
+    }
+    return best;
+  }
+
+  private async detectUpright(image: RgbImage, request: DetectRequest): Promise<Face[]> {
+    const options = { ...this.detectDefaults, ...stripUndefined(request) };
+    if (request.detectSize !== undefined) return this.detector.detect(image, options);
+    const passes: Face[][] = [];
+    for (const detectSize of passSizes(image.width, image.height, options.detectSize)) {
+      passes.push(await this.detector.detect(image, { ...options, detectSize }));
+    }
+    return mergePasses(passes, options.nmsThreshold, options.topK);
   }
 
   /** Embeddings of the given faces of `image`, in the same order. */
@@ -72,8 +114,8 @@ export class FaceEngine {
   }
 
   /** Detect, then embed the first `maxFaces` faces (all when unset). */
-  async analyze(image: RgbImage, options: Partial<DetectOptions> = {}, maxFaces = Infinity): Promise<FaceWithEmbedding[]> {
-    const faces = (await this.detect(image, options)).slice(0, maxFaces);
+  async analyze(image: RgbImage, request: DetectRequest = {}, maxFaces = Infinity): Promise<FaceWithEmbedding[]> {
+    const faces = (await this.detect(image, request)).slice(0, maxFaces);
     const embeddings = await this.embedFaces(image, faces);
     return faces.map((face, i) => ({ ...face, embedding: embeddings[i] }));
   }

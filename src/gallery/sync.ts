@@ -443,7 +443,7 @@ export class GallerySync {
   private async extract(image: string): Promise<Outcome> {
     try {
       const result = await this.options.extractor(image);
-      if (!result.ok) return { status: 'failed', reason: result.reason };
+      if (!result.ok) return { status: 'failed', reason: result.message };
       const { embedding, box, score } = result.face;
       if (embedding.length !== this.options.dimension) {
         throw new FaceRecogError('internal', `the extractor returned ${embedding.length} dimensions; the gallery expects ${this.options.dimension}`);

@@ -1,18 +1,34 @@
 // What the gallery offers the server, and what it needs from it. The gallery never loads models:
 // the server hands it an Extractor built on the engine.
 
+/** Why a stored image is not (or not cleanly) enrolled; the values of /api/v1/gallery/images `reason`. */
+export type ImageReason = 'invalid_image' | 'no_face' | 'several_faces' | 'face_too_small' | 'unsupported_column';
+
+/** Clockwise rotation (degrees) applied to the stored image, as displayed, before its face was found. */
+export type Rotation = 0 | 90 | 180 | 270;
+
 export interface ExtractedFace {
-  /** L2-normalised embedding of the image's most confident face. */
+  /** L2-normalised embedding of the enrolled face. */
   embedding: Float32Array;
+  /** [x, y, w, h] in pixels of the stored image as displayed (EXIF applied), NOT of the rotated copy. */
   box: [number, number, number, number];
   score: number;
+  rotation: Rotation;
 }
 
-/** Features of one stored image, or why it has none (undecodable, no face). */
-export type ExtractResult = { ok: true; face: ExtractedFace } | { ok: false; reason: string };
+/**
+ * ok: enrolled; `reason` is null, or 'several_faces' (the largest, most confident face was enrolled).
+ * failed: not enrolled; reason is invalid_image, no_face or face_too_small; `message` is for people.
+ */
+export type ExtractResult =
+  | { ok: true; face: ExtractedFace; reason: 'several_faces' | null }
+  | { ok: false; reason: 'invalid_image' | 'no_face' | 'face_too_small'; message: string };
 
-/** Extracts the most confident face of a stored image (plain base64 or a data URL). */
-export type Extractor = (storedImage: string) => Promise<ExtractResult>;
+/**
+ * Extracts the face to enrol from a stored image: a `string` (base64 or a data URL, from a text
+ * column) or a `Buffer` (the encoded bytes, from a bytea column).
+ */
+export type Extractor = (storedImage: string | Buffer) => Promise<ExtractResult>;
 
 export interface Match {
   visitorId: string;
