@@ -7,7 +7,7 @@ import type { RgbImage } from './image.js';
 import { getDetector, getRecognizer } from './models/registry.js';
 import { createSession } from './models/session.js';
 import { ensureModel, type ModelStoreOptions } from './models/store.js';
-import { mergePasses, passSizes } from './pyramid.js';
+import { detectAllSizes } from './pyramid.js';
 import { QUARTER_TURNS, rotateImage, unrotateFace, type Detection } from './rotate.js';
 
 export interface EngineOptions extends ModelStoreOptions {
@@ -29,8 +29,20 @@ export interface DetectRequest extends Partial<DetectOptions> {
    * input size (parity mode). Unset: faces of every size, from passes at DETECT_SIZE and below.
    */
   detectSize?: number;
-  /** When no upright face is found, also search the image turned by 90, 180 and 270 degrees. */
+  /** When no upright face is confidently found, also search the image turned by 90, 180 and 270 degrees. */
   autoRotate?: boolean;
+}
+
+/**
+ * An upright face this confident ends the search for a better orientation. Over testdata faces/,
+ * the best face of each upright photo scores 0.921 to 0.959; turned copies of those photos show a
+ * face (the upside-down one, in 6 of 77 photos turned 180 degrees, never at 90 or 270) at 0.906 to
+ * 0.913 only. Below this score the turns are tried too, and the most confident orientation wins.
+ */
+const CONFIDENTLY_UPRIGHT = 0.92;
+
+function topScore({ faces }: Detection): number {
+  return faces.length > 0 ? Math.max(...faces.map((f) => f.score)) : 0;
 }
 
 /** A detected face with its embedding. */
@@ -81,19 +93,17 @@ export class FaceEngine {
   }
 
   /**
-   * Faces and the turn they were found under: upright, or (with `autoRotate`, when there is no
-   * upright face) the quarter turn whose best face is the most confident. Coordinates always refer
-   * to `image` as given.
+   * Faces and the turn they were found under: upright, or (with `autoRotate`, when no upright face
+   * is confidently one) the orientation, upright included, whose best face is the most confident.
+   * Coordinates always refer to `image` as given.
    */
   async detectWithRotation(image: RgbImage, request: DetectRequest = {}): Promise<Detection> {
-    const upright = await this.detectUpright(image, request);
-    if (upright.length > 0 || !request.autoRotate) return { faces: upright, rotation: 0 };
-    let best: Detection = { faces: upright, rotation: 0 };
+    let best: Detection = { faces: await this.detectUpright(image, request), rotation: 0 };
+    if (!request.autoRotate || topScore(best) >= CONFIDENTLY_UPRIGHT) return best;
     for (const rotation of QUARTER_TURNS) {
       const faces = await this.detectUpright(await rotateImage(image, rotation), request);
-      if (faces.length > 0 && (best.faces.length === 0 || faces[0].score > best.faces[0].score)) {
-        best = { faces: faces.map((f) => unrotateFace(f, rotation, image.width, image.height)), rotation };
-      }
+      const turned = { faces: faces.map((f) => unrotateFace(f, rotation, image.width, image.height)), rotation };
+      if (topScore(turned) > topScore(best)) best = turned;
     }
     return best;
   }
@@ -101,11 +111,7 @@ export class FaceEngine {
   private async detectUpright(image: RgbImage, request: DetectRequest): Promise<Face[]> {
     const options = { ...this.detectDefaults, ...stripUndefined(request) };
     if (request.detectSize !== undefined) return this.detector.detect(image, options);
-    const passes: Face[][] = [];
-    for (const detectSize of passSizes(image.width, image.height, options.detectSize)) {
-      passes.push(await this.detector.detect(image, { ...options, detectSize }));
-    }
-    return mergePasses(passes, options.nmsThreshold, options.topK);
+    return detectAllSizes(this.detector, image, options);
   }
 
   /** Embeddings of the given faces of `image`, in the same order. */

@@ -26,7 +26,7 @@ const DetectFields = {
   auto_rotate: Type.Optional(
     Type.Boolean({
       description:
-        'When no upright face is found, also search the image turned by 90, 180 and 270 degrees (photos whose EXIF orientation was lost). Coordinates stay those of the image as sent. Default false.',
+        'When no upright face is confidently found, also search the image turned by 90, 180 and 270 degrees (photos whose EXIF orientation was lost) and keep the most confident orientation. Coordinates stay those of the image as sent. Default false.',
     }),
   ),
   score_threshold: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Minimum detector score (default DETECT_SCORE).' })),
