@@ -14,7 +14,7 @@ import { CANDIDATE_SCORE, SMALL_FACE_PX, confirmSmallFaces } from './second-look
  * 384 / 448 / 512 / 576 / 640 px found 100% / 100% / 97% / 47% / 4%, whether the face has
  * context around it or fills the frame.
  */
-export const YUNET_LARGEST_FACE_PX = 448;
+const YUNET_LARGEST_FACE_PX = 448;
 
 /**
  * How much taller than wide YuNet's face boxes are: 1.22 to 1.60 (median 1.38) over faces/.
@@ -29,7 +29,7 @@ const FACE_BOX_ASPECT = 1.6;
 const CLOSE_UP_OVERFILL = 1.2;
 
 /**
- * Each coarser pass sees the one before shrunk this many times. A face just too large for the
+ * Each coarser pass sees the one before shrunk this many times (shrinkImage is written for 4). A face just too large for the
  * finer pass (YUNET_LARGEST_FACE_PX) is then 112 px, well inside YuNet's range (faces of 64 to
  * 127 px at its input: 3,400 of 3,400 found in the same crops), so no size falls between passes;
  * and the extra pass costs a sixteenth of the finest one (a 160x120 input beside 640x480), where
@@ -40,7 +40,7 @@ const PASS_STEP = 4;
 type Size = { width: number; height: number };
 
 /** The largest face box (longer side) that an upright face can have in a width x height image. */
-export function largestFaceIn({ width, height }: Size): number {
+function largestFaceIn({ width, height }: Size): number {
   return Math.min(height, FACE_BOX_ASPECT * width) * CLOSE_UP_OVERFILL;
 }
 
@@ -67,11 +67,12 @@ export function passInputSizes(width: number, height: number, finest: number): S
 export function shrinkImage(image: RgbImage): RgbImage {
   const { width, height } = shrunk(image);
   const data = new Uint8Array(width * height * 3);
-  const wordRows = image.data.byteOffset % 4 === 0 && (image.width * 3) % 4 === 0;
+  const wordRows = LITTLE_ENDIAN && image.data.byteOffset % 4 === 0 && (image.width * 3) % 4 === 0;
   (wordRows ? shrinkWords : shrinkBytes)(image, data, width, height);
   return { data, width, height };
 }
 
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 const BLOCK_AREA = PASS_STEP * PASS_STEP;
 const HALF_BLOCK = BLOCK_AREA / 2;
 const EVEN_BYTES = 0x00ff00ff;

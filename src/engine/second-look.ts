@@ -21,7 +21,7 @@ const CONTEXT = 4;
 const LOOK_INPUT_PX = 256;
 
 /** At most this many looks per image, most confident candidates first: the cost stays bounded on crowds. */
-export const MAX_LOOKS = 16;
+const MAX_LOOKS = 16;
 
 /** The look's face must overlap its candidate this much to confirm it. */
 const SAME_FACE_IOU = 0.3;
