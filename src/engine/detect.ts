@@ -27,6 +27,8 @@ export interface DetectOptions {
   topK: number;
 }
 
+export type PostProcessOptions = Pick<DetectOptions, 'scoreThreshold' | 'nmsThreshold' | 'topK'>;
+
 /** YuNet's twelve outputs by name (cls_8, obj_8, bbox_8, kps_8, ... for each stride). */
 export type YuNetOutputs = Record<string, Float32Array>;
 
@@ -82,6 +84,15 @@ export function decodeYuNet(
   return faces;
 }
 
+/** Intersection over union of two [x, y, w, h] boxes. */
+export function boxIoU(a: Face['box'], b: Face['box']): number {
+  const w = Math.min(a[0] + a[2], b[0] + b[2]) - Math.max(a[0], b[0]);
+  const h = Math.min(a[1] + a[3], b[1] + b[3]) - Math.max(a[1], b[1]);
+  const intersection = w > 0 && h > 0 ? w * h : 0;
+  const union = a[2] * a[3] + b[2] * b[3] - intersection;
+  return union > 0 ? intersection / union : 1;
+}
+
 type IntRect = [number, number, number, number];
 
 /** OpenCV's rectOverlap on Rect2i: intersection over union of integer rectangles. */
@@ -120,14 +131,15 @@ export function postProcessYuNet(
   padWidth: number,
   padHeight: number,
   strides: readonly number[],
-  options: Pick<DetectOptions, 'scoreThreshold' | 'nmsThreshold' | 'topK'>,
+  options: PostProcessOptions,
 ): Face[] {
   const candidates = decodeYuNet(outputs, padWidth, padHeight, strides, options.scoreThreshold);
   if (candidates.length <= 1) return candidates;
   return nmsBoxes(candidates, options.scoreThreshold, options.nmsThreshold, options.topK).map((i) => candidates[i]);
 }
 
-function scaleFace(face: Face, sx: number, sy: number): Face {
+/** `face` with its coordinates multiplied by sx horizontally and sy vertically. */
+export function scaleFace(face: Face, sx: number, sy: number): Face {
   const [x, y, w, h] = face.box;
   return {
     box: [x * sx, y * sy, w * sx, h * sy],
@@ -137,8 +149,8 @@ function scaleFace(face: Face, sx: number, sy: number): Face {
 }
 
 // Input buffers kept for reuse: a 640x480 blob is 3.7 MB, and allocating a fresh one per call
-// costs a zero-fill and page faults on top of the copy.
-const SPARE_BLOBS = 2;
+// costs a zero-fill and page faults on top of the copy. Enough for the passes of two calls at once.
+const SPARE_BLOBS = 4;
 
 export class YuNetDetector {
   readonly manifest: DetectorManifest;
@@ -170,18 +182,35 @@ export class YuNetDetector {
   /** Faces in `image`, most confident first, in the image's own pixel coordinates. */
   async detect(image: RgbImage, options: DetectOptions): Promise<Face[]> {
     const size = detectionInputSize(image.width, image.height, options.detectSize);
-    const input = await resizeImage(image, size.width, size.height);
-    const blob = this.makeBlob(input, this.spareBlobs.pop());
+    const faces = await this.detectInput(await resizeImage(image, size.width, size.height), options);
+    const sx = image.width / size.width;
+    const sy = image.height / size.height;
+    return faces.map((f) => scaleFace(f, sx, sy)).sort((a, b) => b.score - a.score);
+  }
+
+  /** Faces in an image already at detection size, in its pixels, in OpenCV's order. */
+  async detectInput(input: RgbImage, options: PostProcessOptions): Promise<Face[]> {
+    return (await this.run(input)).faces(options);
+  }
+
+  /** One forward pass on an image already at detection size; its faces at any post-processing options. */
+  async run(input: RgbImage): Promise<{ faces: (options: PostProcessOptions) => Face[] }> {
+    const blob = this.makeBlob(input, this.takeSpareBlob(input));
     const [, , padH, padW] = blob.dims;
     let outputs: YuNetOutputs;
     try {
       outputs = await this.forward(blob);
     } finally {
-      if (this.spareBlobs.length < SPARE_BLOBS) this.spareBlobs.push(blob.data as Float32Array);
+      this.spareBlobs.push(blob.data as Float32Array);
+      if (this.spareBlobs.length > SPARE_BLOBS) this.spareBlobs.shift();
     }
-    const faces = postProcessYuNet(outputs, padW, padH, this.manifest.strides, options);
-    const sx = image.width / size.width;
-    const sy = image.height / size.height;
-    return faces.map((f) => scaleFace(f, sx, sy)).sort((a, b) => b.score - a.score);
+    return { faces: (options) => postProcessYuNet(outputs, padW, padH, this.manifest.strides, options) };
+  }
+
+  /** A kept buffer of the size `input`'s blob needs, if there is one. */
+  private takeSpareBlob(input: RgbImage): Float32Array | undefined {
+    const length = 3 * paddedSize(input.width, this.manifest.divisor) * paddedSize(input.height, this.manifest.divisor);
+    const i = this.spareBlobs.findIndex((b) => b.length === length);
+    return i < 0 ? undefined : this.spareBlobs.splice(i, 1)[0];
   }
 }

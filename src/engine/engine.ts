@@ -1,23 +1,20 @@
 // The engine: a detector and a recognizer loaded once, shared by every caller.
 // It knows images and faces, nothing of HTTP or SQL.
 import { alignToTemplate } from './align.js';
-import { YuNetDetector, type DetectOptions, type Face } from './detect.js';
+import type { DetectOptions, Face, YuNetDetector } from './detect.js';
 import { FaceEmbedder } from './embed.js';
+import { FaceDetector, type DetectorLoadOptions, type DetectRequest } from './face-detector.js';
 import type { RgbImage } from './image.js';
-import { getDetector, getRecognizer } from './models/registry.js';
+import { getRecognizer } from './models/registry.js';
 import { createSession } from './models/session.js';
-import { ensureModel, type ModelStoreOptions } from './models/store.js';
+import { ensureModel } from './models/store.js';
+import type { Detection } from './rotate.js';
 
-export interface EngineOptions extends ModelStoreOptions {
-  detector: string;
+export { DEFAULT_DETECT_SIZE, type DetectRequest } from './face-detector.js';
+
+export interface EngineOptions extends DetectorLoadOptions {
   recognizer: string;
-  /** Overrides of the detector's defaults (DETECT_SIZE, DETECT_SCORE, DETECT_NMS, DETECT_TOP_K). */
-  detect?: Partial<DetectOptions>;
-  /** Threads per inference (onnxruntime intra-op); 0 or unset: one per core. */
-  intraOpThreads?: number;
 }
-
-export const DEFAULT_DETECT_SIZE = 640;
 
 /** A detected face with its embedding. */
 export interface FaceWithEmbedding extends Face {
@@ -25,34 +22,30 @@ export interface FaceWithEmbedding extends Face {
 }
 
 export class FaceEngine {
-  readonly detector: YuNetDetector;
+  readonly detection: FaceDetector;
   readonly embedder: FaceEmbedder;
-  readonly detectDefaults: DetectOptions;
 
-  private constructor(detector: YuNetDetector, embedder: FaceEmbedder, detectDefaults: DetectOptions) {
-    this.detector = detector;
+  private constructor(detection: FaceDetector, embedder: FaceEmbedder) {
+    this.detection = detection;
     this.embedder = embedder;
-    this.detectDefaults = detectDefaults;
   }
 
   static async load(options: EngineOptions): Promise<FaceEngine> {
-    const detectorManifest = getDetector(options.detector);
     const recognizerManifest = getRecognizer(options.recognizer);
-    const sessionOptions = { intraOpThreads: options.intraOpThreads };
-    const [detectorSession, recognizerSession] = await Promise.all([
-      ensureModel(detectorManifest, options).then((path) => createSession(detectorManifest, path, sessionOptions)),
-      ensureModel(recognizerManifest, options).then((path) => createSession(recognizerManifest, path, sessionOptions)),
+    const [detection, recognizerSession] = await Promise.all([
+      FaceDetector.load(options),
+      ensureModel(recognizerManifest, options).then((path) => createSession(recognizerManifest, path, { intraOpThreads: options.intraOpThreads })),
     ]);
-    const detectDefaults: DetectOptions = {
-      detectSize: DEFAULT_DETECT_SIZE,
-      ...detectorManifest.defaults,
-      ...stripUndefined(options.detect ?? {}),
-    };
-    return new FaceEngine(
-      new YuNetDetector(detectorSession, detectorManifest),
-      new FaceEmbedder(recognizerSession, recognizerManifest),
-      detectDefaults,
-    );
+    return new FaceEngine(detection, new FaceEmbedder(recognizerSession, recognizerManifest));
+  }
+
+  /** YuNet itself: one pass, its blob and its raw outputs (parity tests, benchmarks). */
+  get detector(): YuNetDetector {
+    return this.detection.yunet;
+  }
+
+  get detectDefaults(): DetectOptions {
+    return this.detection.defaults;
   }
 
   /** The recognizer's name, dimension and default match threshold. */
@@ -61,9 +54,14 @@ export class FaceEngine {
     return { name: m.name, dimension: m.dimension, defaultThreshold: m.defaultThreshold };
   }
 
-  /** Faces, most confident first. */
-  detect(image: RgbImage, options: Partial<DetectOptions> = {}): Promise<Face[]> {
-    return this.detector.detect(image, { ...this.detectDefaults, ...stripUndefined(options) });
+  /** Faces, most confident first, in the coordinates of `image`. */
+  detect(image: RgbImage, request: DetectRequest = {}): Promise<Face[]> {
+    return this.detection.detect(image, request);
+  }
+
+  /** Faces and the turn they were found under (see FaceDetector.detectWithRotation). */
+  detectWithRotation(image: RgbImage, request: DetectRequest = {}): Promise<Detection> {
+    return this.detection.detectWithRotation(image, request);
   }
 
   /** Embeddings of the given faces of `image`, in the same order. */
@@ -72,13 +70,9 @@ export class FaceEngine {
   }
 
   /** Detect, then embed the first `maxFaces` faces (all when unset). */
-  async analyze(image: RgbImage, options: Partial<DetectOptions> = {}, maxFaces = Infinity): Promise<FaceWithEmbedding[]> {
-    const faces = (await this.detect(image, options)).slice(0, maxFaces);
+  async analyze(image: RgbImage, request: DetectRequest = {}, maxFaces = Infinity): Promise<FaceWithEmbedding[]> {
+    const faces = (await this.detect(image, request)).slice(0, maxFaces);
     const embeddings = await this.embedFaces(image, faces);
     return faces.map((face, i) => ({ ...face, embedding: embeddings[i] }));
   }
-}
-
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

@@ -135,3 +135,14 @@ export async function resizeImage(image: RgbImage, width: number, height: number
     .toBuffer();
   return { data, width, height };
 }
+
+/** The `region` of `image` ([left, top, width, height], whole pixels inside it), resized bilinearly to width x height. */
+export async function cropResizeImage(image: RgbImage, region: [number, number, number, number], width: number, height: number): Promise<RgbImage> {
+  const [left, top, regionWidth, regionHeight] = region;
+  const data = await sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } })
+    .extract({ left, top, width: regionWidth, height: regionHeight })
+    .resize(width, height, { fit: 'fill', kernel: 'linear' })
+    .raw()
+    .toBuffer();
+  return { data, width, height };
+}

@@ -25,6 +25,10 @@ export type ExtractResult =
   | { ok: true; face: ExtractedFace; reason: 'several_faces' | null }
   | { ok: false; reason: 'invalid_image' | 'no_face' | 'face_too_small'; message: string };
 
+/**
+ * Extracts the face to enrol from a stored image: a `string` (base64 or a data URL, from a text
+ * column) or a `Buffer` (the encoded bytes, from a bytea column).
+ */
 export type Extractor = (storedImage: string | Buffer) => Promise<ExtractResult>;
 
 export interface Match {

@@ -2,16 +2,18 @@
 // exist only while the task holds its slot, so memory follows the number of running tasks, not
 // the number of waiting requests.
 import type { Config } from '../config.js';
-import type { DetectOptions, Face } from '../engine/detect.js';
-import type { FaceEngine, FaceWithEmbedding } from '../engine/engine.js';
+import type { Face } from '../engine/detect.js';
+import type { DetectRequest, FaceEngine, FaceWithEmbedding } from '../engine/engine.js';
+import { chooseEnrolmentFace } from '../engine/enrol.js';
 import { decodeImage, decodeImagePayload, type RgbImage } from '../engine/image.js';
+import type { Detection } from '../engine/rotate.js';
 import { FaceRecogError } from '../errors.js';
 import type { ExtractResult, Extractor } from '../gallery/types.js';
 import type { InferenceStage, ServiceMetrics } from './metrics.js';
 import type { Deadline, InferenceScheduler } from './scheduler.js';
 
 /** Per-request detection settings; unset ones take the configured defaults. */
-export type DetectParams = Partial<Pick<DetectOptions, 'detectSize' | 'scoreThreshold' | 'nmsThreshold'>>;
+export type DetectParams = Pick<DetectRequest, 'detectSize' | 'scoreThreshold' | 'nmsThreshold' | 'autoRotate'>;
 
 /** Every detected face (most confident first) and the embeddings of the first `maxFaces`. */
 export interface Analysis {
@@ -40,7 +42,7 @@ export class InferencePipeline {
     return this.scheduler.run(
       async () => {
         const image = await this.decode(payload, deadline);
-        return this.detectFaces(image, params, deadline);
+        return (await this.detectFaces(image, params, deadline)).faces;
       },
       { deadline },
     );
@@ -68,48 +70,46 @@ export class InferencePipeline {
     return this.timed('gallery', 'search', search);
   }
 
-  /** For the gallery: the most confident face of a stored image, on the background lane. */
+  /** For the gallery: the face to enrol from a stored image, on the background lane. */
   readonly extractor: Extractor = (storedImage) =>
     this.scheduler.run(() => this.extractStored(storedImage), { lane: 'background' });
 
+  /** Stored photos may be sideways (EXIF orientation lost on the way to the database): always try the turns. */
   private async extractStored(storedImage: string | Buffer): Promise<ExtractResult> {
-    let analysis: Analysis;
+    let image: RgbImage;
     try {
-      const image = await this.decode(storedImage);
-      const faces = await this.detectFaces(image, {});
-      analysis = { faces, embeddings: await this.embed(image, faces.slice(0, 1)) };
+      image = await this.decode(storedImage);
     } catch (error) {
       if (error instanceof FaceRecogError && UNUSABLE_IMAGE.has(error.code)) return { ok: false, reason: 'invalid_image', message: error.message };
       throw error;
     }
-    const face = mostConfident(analysis);
-    if (!face) return { ok: false, reason: 'no_face', message: 'no face was found in the stored image' };
-    return {
-      ok: true,
-      face: { embedding: face.embedding, box: face.box, score: face.score, rotation: 0 },
-      reason: analysis.faces.length > 1 ? 'several_faces' : null,
-    };
+    const choice = chooseEnrolmentFace(await this.detectFaces(image, { autoRotate: true }));
+    if (!choice.ok) return choice;
+    const { face, rotation, severalFaces } = choice;
+    const [embedding] = await this.embed(image, [face]);
+    return { ok: true, face: { embedding, box: face.box, score: face.score, rotation }, reason: severalFaces ? 'several_faces' : null };
   }
 
   private async analyzeNow(payload: string, params: DetectParams, maxFaces: number, deadline: Deadline): Promise<Analysis> {
     const image = await this.decode(payload, deadline);
-    const faces = await this.detectFaces(image, params, deadline);
+    const { faces } = await this.detectFaces(image, params, deadline);
     const embeddings = await this.embed(image, faces.slice(0, maxFaces));
     deadline.check();
     return { faces, embeddings };
   }
 
-  /** A client's base64 or data URL, or a stored image's bytes (a bytea column). */
+  /** A client's base64 or data URL, or the encoded bytes themselves (a bytea column). */
   private decode(payload: string | Buffer, deadline?: Deadline): Promise<RgbImage> {
     deadline?.check();
     const { maxImageBytes, maxImagePixels } = this.config.limits;
-    const bytes = () => (typeof payload === 'string' ? decodeImagePayload(payload, maxImageBytes) : payload);
-    return this.timed('image', 'decode', () => decodeImage(bytes(), { maxBytes: maxImageBytes, maxPixels: maxImagePixels }));
+    return this.timed('image', 'decode', () =>
+      decodeImage(typeof payload === 'string' ? decodeImagePayload(payload, maxImageBytes) : payload, { maxBytes: maxImageBytes, maxPixels: maxImagePixels }),
+    );
   }
 
-  private detectFaces(image: RgbImage, params: DetectParams, deadline?: Deadline): Promise<Face[]> {
+  private detectFaces(image: RgbImage, params: DetectParams, deadline?: Deadline): Promise<Detection> {
     deadline?.check();
-    return this.timed(this.engine.detector.manifest.name, 'detect', () => this.engine.detect(image, params));
+    return this.timed(this.engine.detector.manifest.name, 'detect', () => this.engine.detectWithRotation(image, params));
   }
 
   private embed(image: RgbImage, faces: Face[]): Promise<Float32Array[]> {

@@ -49,7 +49,7 @@ export function bodyLimits(maxImageBytes: number): { single: number; pair: numbe
 }
 
 function detectParams(body: DetectBody): DetectParams {
-  return { detectSize: body.detect_size, scoreThreshold: body.score_threshold, nmsThreshold: body.nms_threshold };
+  return { detectSize: body.detect_size, scoreThreshold: body.score_threshold, nmsThreshold: body.nms_threshold, autoRotate: body.auto_rotate };
 }
 
 const errors = { '4xx': ErrorResponse, '5xx': ErrorResponse };

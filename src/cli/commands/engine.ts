@@ -3,13 +3,13 @@ import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import sharp from 'sharp';
 import { loadConfig, type Config } from '../../config.js';
-import { YuNetDetector, type Face } from '../../engine/detect.js';
+import type { Face } from '../../engine/detect.js';
 import { cosineSimilarity } from '../../engine/embed.js';
 import { FaceEngine } from '../../engine/engine.js';
+import { FaceDetector } from '../../engine/face-detector.js';
 import { decodeImage, type RgbImage } from '../../engine/image.js';
 import { downloadProgressReporter } from '../../engine/models/progress.js';
-import { MODELS, getDetector, getModel } from '../../engine/models/registry.js';
-import { createSession } from '../../engine/models/session.js';
+import { MODELS, getModel } from '../../engine/models/registry.js';
 import { ensureModel, sha256File, type ModelStoreOptions } from '../../engine/models/store.js';
 import { FaceRecogError } from '../../errors.js';
 import { clampSimilarity } from '../../server/recognition.js';
@@ -30,12 +30,9 @@ async function loadEngine(): Promise<FaceEngine> {
 }
 
 /** The detector alone (DETECTOR with the DETECT_* settings): detecting needs no recognizer model. */
-async function loadDetector(): Promise<(image: RgbImage) => Promise<Face[]>> {
+async function loadDetector(): Promise<FaceDetector> {
   const config = loadConfig();
-  const manifest = getDetector(config.models.detector);
-  const path = await ensureModel(manifest, storeOptions(config));
-  const detector = new YuNetDetector(await createSession(manifest, path, { intraOpThreads: config.inference.intraOpThreads }), manifest);
-  return (image) => detector.detect(image, config.detect);
+  return FaceDetector.load({ ...storeOptions(config), detector: config.models.detector, detect: config.detect, intraOpThreads: config.inference.intraOpThreads });
 }
 
 /** The decoded image file; a file that cannot be read is one clear error, not a stack trace. */
@@ -87,8 +84,8 @@ export function registerEngineCommands(program: Command): void {
     .option('--out <file>', 'write a copy with boxes and landmarks drawn (format from the extension)')
     .action(async (path: string, options: { out?: string }) => {
       const image = await readImage(path);
-      const detect = await loadDetector();
-      const faces = await detect(image);
+      const detector = await loadDetector();
+      const faces = await detector.detect(image);
       console.log(JSON.stringify({ faces: faces.map(faceJson), count: faces.length }, null, 2));
       if (options.out) {
         await drawFaces(image, faces, options.out);
