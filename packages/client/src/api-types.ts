@@ -58,9 +58,13 @@ export interface DetectRequest {
    */
   image: string;
   /**
-   * The longer image side is scaled to this many pixels before detection (default DETECT_SIZE; at most 1280 per request).
+   * One detection pass with the longer image side scaled to this many pixels, as OpenCV's FaceDetectorYN with that input size (at most 1280 per request). Unset: faces of every size, from passes at DETECT_SIZE and below.
    */
   detect_size?: number;
+  /**
+   * When no upright face is confidently found, also search the image turned by 90, 180 and 270 degrees (photos whose EXIF orientation was lost) and keep the most confident orientation. Coordinates stay those of the image as sent. Default false.
+   */
+  auto_rotate?: boolean;
   /**
    * Minimum detector score (default DETECT_SCORE).
    */
@@ -312,9 +316,13 @@ export interface RecognizeRequest {
    */
   threshold?: number | null;
   /**
-   * The longer image side is scaled to this many pixels before detection (default DETECT_SIZE; at most 1280 per request).
+   * One detection pass with the longer image side scaled to this many pixels, as OpenCV's FaceDetectorYN with that input size (at most 1280 per request). Unset: faces of every size, from passes at DETECT_SIZE and below.
    */
   detect_size?: number;
+  /**
+   * When no upright face is confidently found, also search the image turned by 90, 180 and 270 degrees (photos whose EXIF orientation was lost) and keep the most confident orientation. Coordinates stay those of the image as sent. Default false.
+   */
+  auto_rotate?: boolean;
   /**
    * Minimum detector score (default DETECT_SCORE).
    */
