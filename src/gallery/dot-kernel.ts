@@ -21,8 +21,6 @@ import { FaceRecogError } from '../errors.js';
 export const LANE_BYTES = 16;
 /** The kernel scores rows four at a time: regions of codes and scales hold whole tiles. */
 export const TILE_ROWS = 4;
-/** ... and queries two at a time: a batch of queries is padded to a multiple of this. */
-export const QUERY_PAIR = 2;
 /** A stored component's code c is in -ROW_CODE_MAX..ROW_CODE_MAX and kept as c + ROW_CODE_OFFSET (0..127). */
 export const ROW_CODE_MAX = 63;
 export const ROW_CODE_OFFSET = 64;
@@ -90,13 +88,14 @@ async function compileKernel(wanted?: KernelForm): Promise<{ module: WebAssembly
 }
 
 /**
- * Whether `module` scores a known case exactly: four rows against two queries, with the
+ * Whether `module` scores a known case exactly: four rows against three queries, with the
  * extreme codes. Runs in this thread on a memory of its own, at start.
  */
 function scoresExactly(module: WebAssembly.Module): boolean {
   const memory = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
   const { search } = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as { search: (...share: Share) => void };
-  const [rows, queries, stride] = [TILE_ROWS, QUERY_PAIR, LANE_BYTES];
+  // Three queries: a pair and one alone, the kernel's two paths.
+  const [rows, queries, stride] = [TILE_ROWS, 3, LANE_BYTES];
   const at = { codes: 0, scales: rows * stride, queryCodes: rows * stride + rows * 4, offsets: 0, state: 0 };
   at.offsets = at.queryCodes + queries * stride;
   at.state = at.offsets + queries * 4;
@@ -146,7 +145,7 @@ parentPort.on('message', ({ id, shares }) => {
 
 /**
  * One block of a search: `rows` rows of codes at `codes` (`stride` bytes each, their scales at
- * `scales`) against `queries` queries (a multiple of QUERY_PAIR) at `queryCodes`, with
+ * `scales`) against `queries` queries at `queryCodes`, with
  * ROW_CODE_OFFSET x the sum of each one's codes at `offsets` (int32). Each worker keeps, per
  * query, its `places` best rows scoring above `floors[q]` at `candidates` (`candidateBytes` long).
  */

@@ -30,7 +30,6 @@ import {
   DotKernel,
   LANE_BYTES,
   QUERY_CODE_MAX,
-  QUERY_PAIR,
   ROW_CODE_MAX,
   ROW_CODE_OFFSET,
   TILE_ROWS,
@@ -170,8 +169,8 @@ class Block {
 
 /**
  * A search's queries in the kernel's memory: each as int8 codes, `stride` bytes apart and
- * zero-padded, then ROW_CODE_OFFSET x the sum of each one's codes; padded with zero queries to
- * whole pairs. Keeps per query what the error bound needs.
+ * zero-padded, then ROW_CODE_OFFSET x the sum of each one's codes. Keeps per query what the error
+ * bound needs.
  */
 class QueryBatch {
   readonly count: number;
@@ -187,7 +186,7 @@ class QueryBatch {
     private readonly stride: number,
     queries: Float32Array[],
   ) {
-    this.count = Math.ceil(queries.length / QUERY_PAIR) * QUERY_PAIR;
+    this.count = queries.length;
     this.bytes = this.count * (stride + 4);
     this.at = kernel.allocate(this.bytes);
     const codes = new Int8Array(kernel.memory.buffer, this.at, this.count * stride).fill(0);

@@ -1,12 +1,12 @@
 // The search kernel (kernel/search.wat) against plain JavaScript, in every form this Node.js runs
 // (relaxed SIMD where it is exact, plain SIMD always): every kept score exact, including the
 // extreme codes; the kept rows the best ones above the floor, for row counts that do not divide
-// into tiles or among the workers, several queries, strides with padding, and shares with fewer
+// into tiles or among the workers, one query and several (odd and even counts), strides with padding, and shares with fewer
 // rows than places. Then faults: a failing and a hanging run each reject on their own and later
 // runs succeed, without a listener left behind per run.
 import { afterAll, describe, expect, it } from 'vitest';
 import { FaceRecogError } from '../../src/errors.js';
-import { DotKernel, LANE_BYTES, QUERY_PAIR, ROW_CODE_OFFSET, type KernelForm, type SearchJob } from '../../src/gallery/dot-kernel.js';
+import { DotKernel, LANE_BYTES, ROW_CODE_OFFSET, type KernelForm, type SearchJob } from '../../src/gallery/dot-kernel.js';
 
 function seeded(seed: number): () => number {
   let s = seed >>> 0;
@@ -98,10 +98,10 @@ describe('DotKernel', () => {
 
   describe.each(forms)('in its %s form', (form) => {
     it.each([
-      { dimension: 128, rows: 1001, queries: 2, places: 32 },
-      { dimension: 128, rows: 3, queries: 6, places: 3 },
+      { dimension: 128, rows: 1001, queries: 1, places: 32 },
+      { dimension: 128, rows: 3, queries: 5, places: 3 },
       { dimension: 20, rows: 257, queries: 4, places: 40 },
-      { dimension: 512, rows: 64, queries: 2, places: 64 },
+      { dimension: 512, rows: 64, queries: 3, places: 64 },
       { dimension: 16, rows: 20_000, queries: 8, places: 8 },
     ])('scores exactly and keeps the best rows ($dimension-d, $rows rows, $queries queries, $places places)', async ({ dimension, rows, queries, places }) => {
       const kernel = await kernelIn(form);
@@ -165,9 +165,9 @@ describe('DotKernel', () => {
 
 describe('DotKernel faults', () => {
   async function validRun(kernel: DotKernel) {
-    const { expected, job, release } = fixture(kernel, 128, 999, QUERY_PAIR, 11);
+    const { expected, job, release } = fixture(kernel, 128, 999, 2, 11);
     const places = kernel.rowsPerShare(999);
-    const bytes = kernel.candidateBytes(QUERY_PAIR, places);
+    const bytes = kernel.candidateBytes(2, places);
     const all = job(places, [-Infinity, -Infinity], kernel.allocate(bytes));
     await kernel.run([all]);
     const scores = kept(kernel, all, 1).sort((a, b) => a.row - b.row).map((c) => c.score);
@@ -182,8 +182,8 @@ describe('DotKernel faults', () => {
     const onWarning = (w: Error) => warnings.push(w);
     process.on('warning', onWarning);
     try {
-      const { job, release } = fixture(kernel, 128, 100, QUERY_PAIR, 3);
-      const bytes = kernel.candidateBytes(QUERY_PAIR, 8);
+      const { job, release } = fixture(kernel, 128, 100, 2, 3);
+      const bytes = kernel.candidateBytes(2, 8);
       // Codes at the top of the 4 GiB address space, which the memory never reaches here.
       const outside = { ...job(8, [-Infinity, -Infinity], kernel.allocate(bytes)), codes: 2 ** 32 - 64 };
       const failing = kernel.run([outside]);
@@ -209,8 +209,8 @@ describe('DotKernel faults', () => {
     const kernel = await DotKernel.create();
     try {
       // Hundreds of passes over a million rows: far beyond a millisecond on any machine.
-      const { job, release } = fixture(kernel, 16, 1_000_000, QUERY_PAIR, 5);
-      const bytes = kernel.candidateBytes(QUERY_PAIR, 8);
+      const { job, release } = fixture(kernel, 16, 1_000_000, 2, 5);
+      const bytes = kernel.candidateBytes(2, 8);
       const slow = job(8, [-Infinity, -Infinity], kernel.allocate(bytes));
       const hanging = kernel.run(new Array(300).fill(slow), { timeoutMs: 1 });
       await expect(hanging).rejects.toThrow(/did not finish within 1 ms/);

@@ -9,8 +9,9 @@
 ;; sum((c + 64) * q) - 64 * sum(q): the caller passes 64 * sum(q) per query in `offsets`.
 ;;
 ;; Tiles. Rows are read four at a time (a tile) and each tile is scored against the queries two
-;; at a time, so that every 16 bytes loaded feed two to four products; the rows of a tile stay
-;; in the L1 cache while the queries loop, so the codes are read from memory once per batch.
+;; at a time (an odd one out alone), so that every 16 bytes loaded feed two to four products; the
+;; rows of a tile stay in the L1 cache while the queries loop, so the codes are read from memory
+;; once per batch.
 ;; A share may end inside its last tile: rows past `rows` are scored but never kept.
 ;;
 ;; Candidates (`state`, for `queries` queries and `count` places each):
@@ -87,46 +88,27 @@
         (call $siftDown (local.get $kept) (local.get $found) (local.get $count) (local.get $score) (local.get $row))
         (f32.store (local.get $worstAt) (f32.load (local.get $kept))))))
 
-  ;; [sum of a's lanes, sum of b's, sum of c's, sum of d's]
-  (func $sums (param $a v128) (param $b v128) (param $c v128) (param $d v128) (result v128)
-    (local $ab v128) (local $cd v128)
-    ;; [a0+a2, b0+b2, a1+a3, b1+b3] and the same for c, d
-    (local.set $ab (i32x4.add
-      (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23 (local.get $a) (local.get $b))
-      (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31 (local.get $a) (local.get $b))))
-    (local.set $cd (i32x4.add
-      (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23 (local.get $c) (local.get $d))
-      (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31 (local.get $c) (local.get $d))))
-    (i32x4.add
-      (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $ab) (local.get $cd))
-      (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $ab) (local.get $cd))))
-
-  ;; Turns a tile's four code dot products for query `q` into scores and offers those that beat
-  ;; the query's worst kept score (rarely, past the first rows: one comparison for four rows).
-  (func $keepTile (param $dots v128) (param $scales v128) (param $offsets i32) (param $state i32)
-        (param $queries i32) (param $count i32) (param $q i32) (param $row i32) (param $end i32)
-    (local $scores v128)
-    (local.set $scores (f32x4.mul (local.get $scales) (f32x4.convert_i32x4_s (i32x4.sub (local.get $dots)
-      (v128.load32_splat (i32.add (local.get $offsets) (i32.shl (local.get $q) (i32.const 2))))))))
-    (if (v128.any_true (f32x4.gt (local.get $scores)
-          (v128.load32_splat (i32.add (local.get $state) (i32.shl (local.get $q) (i32.const 2))))))
-      (then
-        (call $offerUpTo (local.get $state) (local.get $queries) (local.get $count) (local.get $q) (f32x4.extract_lane 0 (local.get $scores)) (local.get $row) (local.get $end))
-        (call $offerUpTo (local.get $state) (local.get $queries) (local.get $count) (local.get $q) (f32x4.extract_lane 1 (local.get $scores)) (i32.add (local.get $row) (i32.const 1)) (local.get $end))
-        (call $offerUpTo (local.get $state) (local.get $queries) (local.get $count) (local.get $q) (f32x4.extract_lane 2 (local.get $scores)) (i32.add (local.get $row) (i32.const 2)) (local.get $end))
-        (call $offerUpTo (local.get $state) (local.get $queries) (local.get $count) (local.get $q) (f32x4.extract_lane 3 (local.get $scores)) (i32.add (local.get $row) (i32.const 3)) (local.get $end)))))
+;; Offers the four scores of a tile's rows (from `row`) to query q, but none past `end`: the
+  ;; rare path, taken when one of them beats the query's worst kept score.
+  (func $offerTile (param $state i32) (param $queries i32) (param $count i32) (param $q i32)
+        (param $scores v128) (param $row i32) (param $end i32)
+    (call $offerUpTo (local.get $state) (local.get $queries) (local.get $count) (local.get $q) (f32x4.extract_lane 0 (local.get $scores)) (local.get $row) (local.get $end))
+    (call $offerUpTo (local.get $state) (local.get $queries) (local.get $count) (local.get $q) (f32x4.extract_lane 1 (local.get $scores)) (i32.add (local.get $row) (i32.const 1)) (local.get $end))
+    (call $offerUpTo (local.get $state) (local.get $queries) (local.get $count) (local.get $q) (f32x4.extract_lane 2 (local.get $scores)) (i32.add (local.get $row) (i32.const 2)) (local.get $end))
+    (call $offerUpTo (local.get $state) (local.get $queries) (local.get $count) (local.get $q) (f32x4.extract_lane 3 (local.get $scores)) (i32.add (local.get $row) (i32.const 3)) (local.get $end)))
 
   (func $offerUpTo (param $state i32) (param $queries i32) (param $count i32) (param $q i32) (param $score f32) (param $row i32) (param $end i32)
     (if (i32.lt_u (local.get $row) (local.get $end))
       (then (call $offer (local.get $state) (local.get $queries) (local.get $count) (local.get $q) (local.get $score) (local.get $row)))))
 
   ;; Scores `rows` rows of codes at `codes` (their scales, f32, at `scales`) against `queries`
-  ;; queries (an even number, `stride` bytes each, at `at`; 64 * sum of each one's codes at
-  ;; `offsets`), keeping each query's best in `state`. Rows are numbered from `first`.
+  ;; queries (`stride` bytes each, at `at`; 64 * sum of each one's codes at `offsets`), keeping
+  ;; each query's best in `state`. Rows are numbered from `first`. The loops call no function
+  ;; (Node 20 does not inline them) but to offer a row.
   (func (export "search") (param $codes i32) (param $rows i32) (param $stride i32) (param $scales i32)
         (param $at i32) (param $queries i32) (param $offsets i32) (param $state i32) (param $count i32) (param $first i32)
-    (local $tile i32) (local $end i32) (local $q i32) (local $query i32) (local $lane i32) (local $laneEnd i32)
-    (local $stride2 i32) (local $stride3 i32) (local $tileScales v128)
+    (local $tile i32) (local $end i32) (local $q i32) (local $pair i32) (local $query i32) (local $lane i32) (local $laneEnd i32)
+    (local $stride2 i32) (local $stride3 i32) (local $tileScales v128) (local $scores v128) (local $ab v128) (local $cd v128)
     (local $x v128) (local $y v128) (local $r0 v128) (local $r1 v128) (local $r2 v128) (local $r3 v128)
     (local $x0 v128) (local $x1 v128) (local $x2 v128) (local $x3 v128)
     (local $y0 v128) (local $y1 v128) (local $y2 v128) (local $y3 v128)
@@ -137,44 +119,82 @@
       (loop $tiles
         (br_if $done (i32.ge_u (local.get $tile) (local.get $rows)))
         (local.set $tileScales (v128.load (i32.add (local.get $scales) (i32.shl (local.get $tile) (i32.const 2)))))
+        (local.set $laneEnd (i32.add (local.get $codes) (local.get $stride)))
         (local.set $q (i32.const 0))
-        (local.set $query (local.get $at))
-        (loop $pairs
-          ;; x0..x3: the four rows against query q; y0..y3: against query q + 1
-          (local.set $x0 (v128.const i32x4 0 0 0 0)) (local.set $x1 (v128.const i32x4 0 0 0 0))
-          (local.set $x2 (v128.const i32x4 0 0 0 0)) (local.set $x3 (v128.const i32x4 0 0 0 0))
-          (local.set $y0 (v128.const i32x4 0 0 0 0)) (local.set $y1 (v128.const i32x4 0 0 0 0))
-          (local.set $y2 (v128.const i32x4 0 0 0 0)) (local.set $y3 (v128.const i32x4 0 0 0 0))
-          (local.set $lane (local.get $codes))
-          (local.set $laneEnd (i32.add (local.get $codes) (local.get $stride)))
-          (loop $lanes
-            (local.set $x (v128.load (local.get $query)))
-            (local.set $y (v128.load (i32.add (local.get $query) (local.get $stride))))
-            (local.set $r0 (v128.load (local.get $lane)))
-            (local.set $r1 (v128.load (i32.add (local.get $lane) (local.get $stride))))
-            (local.set $r2 (v128.load (i32.add (local.get $lane) (local.get $stride2))))
-            (local.set $r3 (v128.load (i32.add (local.get $lane) (local.get $stride3))))
-            (local.set $x0 (i32x4.relaxed_dot_i8x16_i7x16_add_s (local.get $x) (local.get $r0) (local.get $x0)))
-            (local.set $y0 (i32x4.relaxed_dot_i8x16_i7x16_add_s (local.get $y) (local.get $r0) (local.get $y0)))
-            (local.set $x1 (i32x4.relaxed_dot_i8x16_i7x16_add_s (local.get $x) (local.get $r1) (local.get $x1)))
-            (local.set $y1 (i32x4.relaxed_dot_i8x16_i7x16_add_s (local.get $y) (local.get $r1) (local.get $y1)))
-            (local.set $x2 (i32x4.relaxed_dot_i8x16_i7x16_add_s (local.get $x) (local.get $r2) (local.get $x2)))
-            (local.set $y2 (i32x4.relaxed_dot_i8x16_i7x16_add_s (local.get $y) (local.get $r2) (local.get $y2)))
-            (local.set $x3 (i32x4.relaxed_dot_i8x16_i7x16_add_s (local.get $x) (local.get $r3) (local.get $x3)))
-            (local.set $y3 (i32x4.relaxed_dot_i8x16_i7x16_add_s (local.get $y) (local.get $r3) (local.get $y3)))
-            (local.set $query (i32.add (local.get $query) (i32.const 16)))
-            (local.set $lane (i32.add (local.get $lane) (i32.const 16)))
-            (br_if $lanes (i32.lt_u (local.get $lane) (local.get $laneEnd))))
-          (call $keepTile (call $sums (local.get $x0) (local.get $x1) (local.get $x2) (local.get $x3))
-            (local.get $tileScales) (local.get $offsets) (local.get $state) (local.get $queries) (local.get $count)
-            (local.get $q) (i32.add (local.get $first) (local.get $tile)) (local.get $end))
-          (call $keepTile (call $sums (local.get $y0) (local.get $y1) (local.get $y2) (local.get $y3))
-            (local.get $tileScales) (local.get $offsets) (local.get $state) (local.get $queries) (local.get $count)
-            (i32.add (local.get $q) (i32.const 1)) (i32.add (local.get $first) (local.get $tile)) (local.get $end))
-          ;; `query` has moved past query q: skip query q + 1, scored with it
-          (local.set $query (i32.add (local.get $query) (local.get $stride)))
-          (local.set $q (i32.add (local.get $q) (i32.const 2)))
-          (br_if $pairs (i32.lt_u (local.get $q) (local.get $queries))))
+        (block $tileDone
+          (loop $queriesLoop
+            (br_if $tileDone (i32.ge_u (local.get $q) (local.get $queries)))
+            (local.set $query (i32.add (local.get $at) (i32.mul (local.get $q) (local.get $stride))))
+            (local.set $pair (i32.lt_u (i32.add (local.get $q) (i32.const 1)) (local.get $queries)))
+            ;; x0..x3: the four rows against query q; y0..y3: against query q + 1
+            (local.set $x0 (v128.const i32x4 0 0 0 0)) (local.set $x1 (v128.const i32x4 0 0 0 0))
+            (local.set $x2 (v128.const i32x4 0 0 0 0)) (local.set $x3 (v128.const i32x4 0 0 0 0))
+            (local.set $y0 (v128.const i32x4 0 0 0 0)) (local.set $y1 (v128.const i32x4 0 0 0 0))
+            (local.set $y2 (v128.const i32x4 0 0 0 0)) (local.set $y3 (v128.const i32x4 0 0 0 0))
+            (local.set $lane (local.get $codes))
+            (if (local.get $pair)
+              (then
+                (loop $pairLanes
+                  (local.set $x (v128.load (local.get $query)))
+                  (local.set $y (v128.load (i32.add (local.get $query) (local.get $stride))))
+                  (local.set $r0 (v128.load (local.get $lane)))
+                  (local.set $r1 (v128.load (i32.add (local.get $lane) (local.get $stride))))
+                  (local.set $r2 (v128.load (i32.add (local.get $lane) (local.get $stride2))))
+                  (local.set $r3 (v128.load (i32.add (local.get $lane) (local.get $stride3))))
+                  (local.set $x0 (i32x4.relaxed_dot_i8x16_i7x16_add_s (local.get $x) (local.get $r0) (local.get $x0)))
+                  (local.set $y0 (i32x4.relaxed_dot_i8x16_i7x16_add_s (local.get $y) (local.get $r0) (local.get $y0)))
+                  (local.set $x1 (i32x4.relaxed_dot_i8x16_i7x16_add_s (local.get $x) (local.get $r1) (local.get $x1)))
+                  (local.set $y1 (i32x4.relaxed_dot_i8x16_i7x16_add_s (local.get $y) (local.get $r1) (local.get $y1)))
+                  (local.set $x2 (i32x4.relaxed_dot_i8x16_i7x16_add_s (local.get $x) (local.get $r2) (local.get $x2)))
+                  (local.set $y2 (i32x4.relaxed_dot_i8x16_i7x16_add_s (local.get $y) (local.get $r2) (local.get $y2)))
+                  (local.set $x3 (i32x4.relaxed_dot_i8x16_i7x16_add_s (local.get $x) (local.get $r3) (local.get $x3)))
+                  (local.set $y3 (i32x4.relaxed_dot_i8x16_i7x16_add_s (local.get $y) (local.get $r3) (local.get $y3)))
+                  (local.set $query (i32.add (local.get $query) (i32.const 16)))
+                  (local.set $lane (i32.add (local.get $lane) (i32.const 16)))
+                  (br_if $pairLanes (i32.lt_u (local.get $lane) (local.get $laneEnd)))))
+              (else
+                ;; An odd query out (the only one when an image shows one face): the same, alone.
+                (loop $singleLanes
+                  (local.set $x (v128.load (local.get $query)))
+                  (local.set $r0 (v128.load (local.get $lane)))
+                  (local.set $r1 (v128.load (i32.add (local.get $lane) (local.get $stride))))
+                  (local.set $r2 (v128.load (i32.add (local.get $lane) (local.get $stride2))))
+                  (local.set $r3 (v128.load (i32.add (local.get $lane) (local.get $stride3))))
+                  (local.set $x0 (i32x4.relaxed_dot_i8x16_i7x16_add_s (local.get $x) (local.get $r0) (local.get $x0)))
+                  (local.set $x1 (i32x4.relaxed_dot_i8x16_i7x16_add_s (local.get $x) (local.get $r1) (local.get $x1)))
+                  (local.set $x2 (i32x4.relaxed_dot_i8x16_i7x16_add_s (local.get $x) (local.get $r2) (local.get $x2)))
+                  (local.set $x3 (i32x4.relaxed_dot_i8x16_i7x16_add_s (local.get $x) (local.get $r3) (local.get $x3)))
+                  (local.set $query (i32.add (local.get $query) (i32.const 16)))
+                  (local.set $lane (i32.add (local.get $lane) (i32.const 16)))
+                  (br_if $singleLanes (i32.lt_u (local.get $lane) (local.get $laneEnd))))))
+            ;; Query q's four scores from x0..x3, then, for a pair, query q + 1's from y0..y3.
+            (loop $finish
+              ;; [sum of x0's lanes, of x1's, of x2's, of x3's]: first [x0.0 + x0.2, x1.0 + x1.2,
+              ;; x0.1 + x0.3, x1.1 + x1.3] and the same for x2, x3
+              (local.set $ab (i32x4.add
+                (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23 (local.get $x0) (local.get $x1))
+                (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31 (local.get $x0) (local.get $x1))))
+              (local.set $cd (i32x4.add
+                (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23 (local.get $x2) (local.get $x3))
+                (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31 (local.get $x2) (local.get $x3))))
+              (local.set $scores (i32x4.add
+                (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $ab) (local.get $cd))
+                (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $ab) (local.get $cd))))
+              (local.set $scores (f32x4.mul (local.get $tileScales) (f32x4.convert_i32x4_s (i32x4.sub (local.get $scores)
+                (v128.load32_splat (i32.add (local.get $offsets) (i32.shl (local.get $q) (i32.const 2))))))))
+              ;; One comparison for four rows: past the first rows, few beat the worst kept.
+              (if (v128.any_true (f32x4.gt (local.get $scores)
+                    (v128.load32_splat (i32.add (local.get $state) (i32.shl (local.get $q) (i32.const 2))))))
+                (then (call $offerTile (local.get $state) (local.get $queries) (local.get $count) (local.get $q)
+                  (local.get $scores) (i32.add (local.get $first) (local.get $tile)) (local.get $end))))
+              (local.set $q (i32.add (local.get $q) (i32.const 1)))
+              (if (local.get $pair)
+                (then
+                  (local.set $x0 (local.get $y0)) (local.set $x1 (local.get $y1))
+                  (local.set $x2 (local.get $y2)) (local.set $x3 (local.get $y3))
+                  (local.set $pair (i32.const 0))
+                  (br $finish))))
+            (br $queriesLoop)))
         (local.set $codes (i32.add (local.get $codes) (i32.shl (local.get $stride) (i32.const 2))))
         (local.set $tile (i32.add (local.get $tile) (i32.const 4)))
         (br $tiles))))
