@@ -234,12 +234,6 @@ function float32AtMost(x: number): number {
   return f <= x ? f : Math.fround(x - Math.abs(x) * 2 ** -23);
 }
 
-/** The k-th largest of `values`, or -Infinity when there are fewer. */
-function kthLargest(values: number[], k: number): number {
-  if (values.length < k) return -Infinity;
-  return Float64Array.from(values).sort()[values.length - k];
-}
-
 /** Many concurrent readers, or one synchronous writer once the readers have finished. */
 class ReadWriteGate {
   private readers = 0;
@@ -398,8 +392,12 @@ export class VectorIndex {
     const scale = batch.scales[q];
     const bounds = blocks.map((block) => batch.errorBound(block, q));
     // k rows have a similarity of at least `lowest`.
-    const lows = kept.flatMap((shares, b) => shares[q].flatMap((s) => Array.from(s.scores, (score) => score * scale - bounds[b])));
-    const lowest = kthLargest(lows, k);
+    const lows = new Float64Array(kept.reduce((n, shares) => n + shares[q].reduce((m, s) => m + s.scores.length, 0), 0));
+    let at = 0;
+    kept.forEach((shares, b) => {
+      for (const { scores } of shares[q]) for (const score of scores) lows[at++] = score * scale - bounds[b];
+    });
+    const lowest = lows.length < k ? -Infinity : lows.sort()[lows.length - k];
     return bounds.map((bound) => (lowest - bound) / scale);
   }
 
@@ -408,9 +406,9 @@ export class VectorIndex {
     const hits: Hit[] = [];
     blocks.forEach((block, b) => {
       for (const { rows, scores } of kept[b][q]) {
-        rows.forEach((row, i) => {
-          if (scores[i] >= floors[b]) hits.push({ key: block.keys[row], similarity: block.dot(row, query) });
-        });
+        for (let i = 0; i < rows.length; i++) {
+          if (scores[i] >= floors[b]) hits.push({ key: block.keys[rows[i]], similarity: block.dot(rows[i], query) });
+        }
       }
     });
     return hits.sort((a, b) => b.similarity - a.similarity).slice(0, k);
