@@ -199,7 +199,7 @@ class KernelWorker {
     const worker = this.worker ?? this.start();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.abandon(worker, new FaceRecogError('internal', `the search kernel did not finish within ${timeoutMs} ms; its worker was replaced`));
+        void this.abandon(worker, new FaceRecogError('timeout', `the gallery search did not finish within ${timeoutMs} ms; its worker was replaced`));
       }, timeoutMs);
       const run: Run = {
         worker,

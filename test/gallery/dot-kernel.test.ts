@@ -214,6 +214,7 @@ describe('DotKernel faults', () => {
       const slow = job(8, [-Infinity, -Infinity], kernel.allocate(bytes));
       const hanging = kernel.run(new Array(300).fill(slow), { timeoutMs: 1 });
       await expect(hanging).rejects.toThrow(/did not finish within 1 ms/);
+      await expect(hanging).rejects.toMatchObject({ code: 'timeout' });
       const { scores, expected } = await validRun(kernel);
       expect(scores).toEqual(expected);
       release();

@@ -1,6 +1,8 @@
-;; The gallery search kernel: scores 8-bit codes of stored faces against a batch of query codes
-;; and keeps, per query, the best rows in a small heap. Compiled at start by wabt (dot-kernel.ts)
-;; and run by one worker thread per core, all on one shared memory.
+;; The gallery search kernel: scores the 7-bit codes of stored faces against a batch of 8-bit
+;; query codes and keeps, per query, the best rows in a small heap. Compiled at start by wabt
+;; (dot-kernel.ts) and run by one worker thread per core, all on one shared memory. Where relaxed
+;; SIMD is missing or inexact (Node 20), dot-kernel.ts spells each relaxed dot product in plain
+;; SIMD: keep their three operands `local.get`s.
 ;;
 ;; Codes. A stored row is `stride` bytes (its dimension rounded up to 16): each component as
 ;; c + 64, c in -63..63, so that every byte is in 0..127, the range in which
@@ -11,8 +13,7 @@
 ;; Tiles. Rows are read four at a time (a tile) and each tile is scored against the queries two
 ;; at a time (an odd one out alone), so that every 16 bytes loaded feed two to four products; the
 ;; rows of a tile stay in the L1 cache while the queries loop, so the codes are read from memory
-;; once per batch.
-;; A share may end inside its last tile: rows past `rows` are scored but never kept.
+;; once per batch. A share may end inside its last tile: rows past `rows` are scored but never kept.
 ;;
 ;; Candidates (`state`, for `queries` queries and `count` places each):
 ;;   worst[queries] f32   the score a row must beat: the caller's floor, then the heap's root
