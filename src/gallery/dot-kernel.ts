@@ -1,271 +1,259 @@
-// Dot products of 8-bit codes, the inner loop of the gallery search, as a small WebAssembly
-// module written here byte by byte and run by worker threads on one shared memory.
+// The host side of the gallery search kernel (kernel/search.wat): compiles it, shares one
+// WebAssembly memory among one worker thread per core, hands each run's rows out among them, and
+// keeps them working: a run that fails or hangs rejects on its own, and the next run gets a fresh
+// worker, so one fault never breaks later searches.
 //
-// Why not onnxruntime: its integer matrix product takes about 32 ms for a million 128-d rows
-// and one query on 2 cores (measured): with a single query column the kernel is bound by its
-// own arithmetic. This loop reads each row once with 128-bit SIMD and is bound by memory
-// traffic instead: 128 MB in about 20 ms on one core, and each worker takes a share of the rows.
+// Why compile the text at start (wabt, about 20 ms once per process) rather than ship a .wasm:
+// the .wat is then the only source, nothing generated can drift from it, and a maintainer edits
+// it and runs the tests. The build copies it into dist/ next to this module.
+//
+// Why relaxed SIMD: its 8-bit dot product is one instruction per 16 codes on CPUs with AVX-VNNI,
+// which lets eight queries share one pass over the codes at little more than the cost of one.
+// Node 22 and later have it; where it is missing (Node 20) or gives other sums than the plain
+// arithmetic, the same kernel runs with each such product spelled in plain SIMD (slower).
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import initWabt from 'wabt';
+import { FaceRecogError } from '../errors.js';
 
 /** Codes are stored in strides of this many bytes (one 128-bit vector). */
 export const LANE_BYTES = 16;
+/** The kernel scores rows four at a time: regions of codes and scales hold whole tiles. */
+export const TILE_ROWS = 4;
+/** A stored component's code c is in -ROW_CODE_MAX..ROW_CODE_MAX and kept as c + ROW_CODE_OFFSET (0..127). */
+export const ROW_CODE_MAX = 63;
+export const ROW_CODE_OFFSET = 64;
+/** A query component's code is in -QUERY_CODE_MAX..QUERY_CODE_MAX. */
+export const QUERY_CODE_MAX = 127;
 
 const PAGE_BYTES = 65_536;
-/** 4 GiB: the most a 32-bit WebAssembly memory addresses (about 30 million 128-d faces). */
+/**
+ * 4 GiB: the most a 32-bit WebAssembly memory addresses (about 30 million 128-d faces). V8
+ * reserves address space for it (10 GiB with its guard pages, whatever the maximum) but commits
+ * only the pages in use; one memory serves the whole process.
+ */
 const MAX_PAGES = 65_536;
+/** A run that has not finished after this long is abandoned and its workers replaced (a million faces take about 10 ms). */
+const RUN_TIMEOUT_MS = 10_000;
 
-// ---- The module ----
-// scores(codes, rows, stride, queries, m, scales, out): for each of `rows` rows of `stride` int8
-// codes and each of `m` queries (int8, `stride` bytes each, one after another):
-// out[row * m + query] = (dot product of the codes) x scales[row], as float32. Products of two
-// int8 fit in 16 bits with room for one addition (2 x 127 x 127 < 32,767), so a 128-bit vector of
-// 16 codes costs two widening multiplies, one 16-bit addition and one pairwise widening addition.
-//
-// best(scores, rows, step, count, found, kept, first): the `count` largest of `rows` float32
-// scores `step` bytes apart, best first: their row numbers (plus `first`) in found[], their scores
-// in kept[], which the caller fills with -Infinity. An insertion into a short sorted list; past
-// the first rows few scores beat the worst kept, so this costs one comparison per row.
+const KERNEL_SOURCE = new URL('./kernel/search.wat', import.meta.url);
+const WASM_FEATURES = { simd: true, threads: true, relaxed_simd: true };
 
-const I32 = 0x7f;
-const F32 = 0x7d;
-const V128 = 0x7b;
-const OP = {
-  block: 0x02,
-  loop: 0x03,
-  if: 0x04,
-  end: 0x0b,
-  br: 0x0c,
-  brIf: 0x0d,
-  localGet: 0x20,
-  localSet: 0x21,
-  i32Load: 0x28,
-  f32Load: 0x2a,
-  i32Store: 0x36,
-  f32Store: 0x38,
-  i32Const: 0x41,
-  i32Eqz: 0x45,
-  i32GeU: 0x4f,
-  i32LtU: 0x49,
-  f32Gt: 0x5e,
-  f32Ge: 0x60,
-  i32Add: 0x6a,
-  i32Sub: 0x6b,
-  i32Mul: 0x6c,
-  i32Shl: 0x74,
-  f32Mul: 0x94,
-  f32ConvertI32S: 0xb2,
-  simd: 0xfd,
-} as const;
-const BLOCK_VOID = 0x40;
-const SIMD = {
-  v128Load: 0,
-  v128Const: 12,
-  i32x4ExtractLane: 27,
-  i32x4ExtaddPairwiseI16x8S: 126,
-  i16x8Add: 142,
-  i16x8ExtmulLowI8x16S: 156,
-  i16x8ExtmulHighI8x16S: 157,
-  i32x4Add: 174,
-} as const;
-/** memarg alignment exponents: 4-byte and 16-byte accesses. */
-const ALIGN_4 = 2;
-const ALIGN_16 = 4;
+/** How the kernel's 8-bit dot products are computed: one relaxed-SIMD instruction, or five plain ones. */
+export type KernelForm = 'relaxed' | 'plain';
+const FORMS: KernelForm[] = ['relaxed', 'plain'];
 
-function leb(value: number): number[] {
-  const bytes: number[] = [];
-  do {
-    let byte = value & 0x7f;
-    value >>>= 7;
-    if (value !== 0) byte |= 0x80;
-    bytes.push(byte);
-  } while (value !== 0);
-  return bytes;
+/** search.wat's dot products: (query codes, row codes, sums so far), operands always local.get. */
+const RELAXED_DOT = /\(i32x4\.relaxed_dot_i8x16_i7x16_add_s (\(local\.get \$\w+\)) (\(local\.get \$\w+\)) (\(local\.get \$\w+\))\)/g;
+/**
+ * The same total in plain SIMD: a product of two codes fits in 16 bits and so does the sum of two
+ * (2 x 127 x 127 < 32,767). Its four lanes hold other partial sums than relaxed SIMD's, which the
+ * kernel only ever adds up.
+ */
+const PLAIN_DOT = '(i32x4.add $3 (i32x4.extadd_pairwise_i16x8_s (i16x8.add (i16x8.extmul_low_i8x16_s $1 $2) (i16x8.extmul_high_i8x16_s $1 $2))))';
+
+function kernelText(form: KernelForm): string {
+  const text = readFileSync(KERNEL_SOURCE, 'utf8');
+  if (form === 'relaxed') return text;
+  const plain = text.replace(RELAXED_DOT, PLAIN_DOT);
+  if (/\(\w+\.relaxed_/.test(plain)) throw new FaceRecogError('internal', 'search.wat has a relaxed-SIMD instruction that has no plain form here');
+  return plain;
 }
 
-function vec(items: number[][]): number[] {
-  return [...leb(items.length), ...items.flat()];
+/** The kernel's bytes in `form`, or null when this Node.js cannot run that form exactly. */
+function assemble(wabt: Awaited<ReturnType<typeof initWabt>>, form: KernelForm): WebAssembly.Module | null {
+  const parsed = wabt.parseWat(KERNEL_SOURCE.pathname, kernelText(form), WASM_FEATURES);
+  let bytes: Uint8Array<ArrayBuffer>;
+  try {
+    // wabt's own check names the line of a mistake; its typings omit the features argument.
+    (parsed as unknown as { validate(features: typeof WASM_FEATURES): void }).validate(WASM_FEATURES);
+    bytes = new Uint8Array(parsed.toBinary({}).buffer);
+  } finally {
+    parsed.destroy();
+  }
+  if (!WebAssembly.validate(bytes)) return null;
+  const module = new WebAssembly.Module(bytes);
+  return scoresExactly(module) ? module : null;
 }
 
-function section(id: number, body: number[]): number[] {
-  return [id, ...leb(body.length), ...body];
+/** The first form this Node.js runs exactly, or the one asked for. */
+async function compileKernel(wanted?: KernelForm): Promise<{ module: WebAssembly.Module; form: KernelForm }> {
+  const wabt = await initWabt();
+  for (const form of wanted ? [wanted] : FORMS) {
+    const module = assemble(wabt, form);
+    if (module) return { module, form };
+  }
+  throw new FaceRecogError('internal', `this Node.js (${process.version}) cannot run the search kernel${wanted ? ` in its ${wanted} form` : ''}`);
 }
-
-function name(text: string): number[] {
-  const bytes = [...Buffer.from(text, 'utf8')];
-  return [...leb(bytes.length), ...bytes];
-}
-
-const get = (i: number) => [OP.localGet, i];
-const set = (i: number) => [OP.localSet, i];
-const simd = (op: number) => [OP.simd, ...leb(op)];
-const addTo = (i: number, amount: number[]) => [...get(i), ...amount, OP.i32Add, ...set(i)];
-/** Small non-negative constants only (signed LEB128 of 0..63 is one byte). */
-const i32 = (value: number) => [OP.i32Const, value];
-/** base + index * 4 */
-const element = (base: number, index: number[]) => [...get(base), ...index, ...i32(2), OP.i32Shl, OP.i32Add];
-
-function functionBody(locals: [count: number, type: number][], code: number[]): number[] {
-  const body = [...vec(locals.map(([count, type]) => [...leb(count), type])), ...code, OP.end];
-  return [...leb(body.length), ...body];
-}
-
-function scoresBody(): number[] {
-  const [codes, rows, stride, queries, m, scales, out] = [0, 1, 2, 3, 4, 5, 6];
-  const [end, qptr, left, k] = [7, 8, 9, 10];
-  const [acc, v, w] = [11, 12, 13];
-  const lane = (i: number) => [...get(acc), ...simd(SIMD.i32x4ExtractLane), i];
-  return functionBody(
-    [
-      [4, I32],
-      [3, V128],
-    ],
-    [
-      ...get(out), ...get(rows), ...get(m), OP.i32Mul, ...i32(4), OP.i32Mul, OP.i32Add, ...set(end),
-      OP.block, BLOCK_VOID,
-      OP.loop, BLOCK_VOID, // one row
-      ...get(out), ...get(end), OP.i32GeU, OP.brIf, 1,
-      ...get(queries), ...set(qptr),
-      ...get(m), ...set(left),
-      OP.loop, BLOCK_VOID, // one query
-      ...simd(SIMD.v128Const), ...new Array(16).fill(0), ...set(acc),
-      ...i32(0), ...set(k),
-      OP.loop, BLOCK_VOID, // 16 codes
-      ...get(codes), ...get(k), OP.i32Add, ...simd(SIMD.v128Load), ALIGN_16, 0, ...set(v),
-      ...get(qptr), ...get(k), OP.i32Add, ...simd(SIMD.v128Load), ALIGN_16, 0, ...set(w),
-      ...get(acc),
-      ...get(v), ...get(w), ...simd(SIMD.i16x8ExtmulLowI8x16S),
-      ...get(v), ...get(w), ...simd(SIMD.i16x8ExtmulHighI8x16S),
-      ...simd(SIMD.i16x8Add), ...simd(SIMD.i32x4ExtaddPairwiseI16x8S), ...simd(SIMD.i32x4Add), ...set(acc),
-      ...addTo(k, i32(LANE_BYTES)),
-      ...get(k), ...get(stride), OP.i32LtU, OP.brIf, 0,
-      OP.end,
-      // out[0] = (sum of the four lanes) x scales[0]
-      ...get(out),
-      ...lane(0), ...lane(1), OP.i32Add, ...lane(2), ...lane(3), OP.i32Add, OP.i32Add,
-      OP.f32ConvertI32S, ...get(scales), OP.f32Load, ALIGN_4, 0, OP.f32Mul,
-      OP.f32Store, ALIGN_4, 0,
-      ...addTo(out, i32(4)),
-      ...addTo(qptr, get(stride)),
-      ...get(left), ...i32(1), OP.i32Sub, ...set(left),
-      ...get(left), OP.brIf, 0,
-      OP.end,
-      ...addTo(codes, get(stride)),
-      ...addTo(scales, i32(4)),
-      OP.br, 0,
-      OP.end,
-      OP.end,
-    ],
-  );
-}
-
-function bestBody(): number[] {
-  const [scores, rows, step, count, found, kept, first] = [0, 1, 2, 3, 4, 5, 6];
-  const [row, at] = [7, 8];
-  const [score, worst] = [9, 10];
-  const last = [...get(count), ...i32(1), OP.i32Sub];
-  const loadKept = (index: number[]) => [...element(kept, index), OP.f32Load, ALIGN_4, 0];
-  const loadFound = (index: number[]) => [...element(found, index), OP.i32Load, ALIGN_4, 0];
-  const below = [...get(at), ...i32(1), OP.i32Sub];
-  return functionBody(
-    [
-      [2, I32],
-      [2, F32],
-    ],
-    [
-      ...loadKept(last), ...set(worst),
-      ...i32(0), ...set(row),
-      OP.block, BLOCK_VOID,
-      OP.loop, BLOCK_VOID, // one row
-      ...get(row), ...get(rows), OP.i32GeU, OP.brIf, 1,
-      ...get(scores), OP.f32Load, ALIGN_4, 0, ...set(score),
-      ...get(score), ...get(worst), OP.f32Gt,
-      OP.if, BLOCK_VOID,
-      ...last, ...set(at),
-      OP.block, BLOCK_VOID,
-      OP.loop, BLOCK_VOID, // move worse kept scores down one place
-      ...get(at), OP.i32Eqz, OP.brIf, 1,
-      ...loadKept(below), ...get(score), OP.f32Ge, OP.brIf, 1,
-      ...element(kept, get(at)), ...loadKept(below), OP.f32Store, ALIGN_4, 0,
-      ...element(found, get(at)), ...loadFound(below), OP.i32Store, ALIGN_4, 0,
-      ...below, ...set(at),
-      OP.br, 0,
-      OP.end,
-      OP.end,
-      ...element(kept, get(at)), ...get(score), OP.f32Store, ALIGN_4, 0,
-      ...element(found, get(at)), ...get(row), ...get(first), OP.i32Add, OP.i32Store, ALIGN_4, 0,
-      ...loadKept(last), ...set(worst),
-      OP.end,
-      ...addTo(scores, get(step)),
-      ...addTo(row, i32(1)),
-      OP.br, 0,
-      OP.end,
-      OP.end,
-    ],
-  );
-}
-
-/** The module's bytes: imports a shared memory `env.memory`, exports `scores` and `best`. */
-export function kernelModule(): Uint8Array {
-  const SHARED_WITH_MAX = 0x03;
-  const FUNC = 0x00;
-  const MEMORY = 0x02;
-  const sevenInts = [0x60, ...vec(new Array(7).fill([I32])), ...vec([])];
-  return Uint8Array.from([
-    ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
-    ...section(1, vec([sevenInts])),
-    ...section(2, vec([[...name('env'), ...name('memory'), MEMORY, SHARED_WITH_MAX, ...leb(1), ...leb(MAX_PAGES)]])),
-    ...section(3, vec([[0], [0]])),
-    ...section(7, vec([[...name('scores'), FUNC, 0], [...name('best'), FUNC, 1]])),
-    ...section(10, vec([scoresBody(), bestBody()])),
-  ]);
-}
-
-// ---- Workers ----
 
 /**
- * Each worker's own buffer for scores: a share is scored this many bytes' worth of rows at a time
- * and ranked while the scores are still in cache (one pass over a share's scores per query).
+ * Whether `module` scores a known case exactly: four rows against three queries, with the
+ * extreme codes. Runs in this thread on a memory of its own, at start.
  */
-const SCORE_BUFFER_BYTES = 128 * 1024;
+function scoresExactly(module: WebAssembly.Module): boolean {
+  const memory = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+  const { search } = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as { search: (...share: Share) => void };
+  // Three queries: a pair and one alone, the kernel's two paths.
+  const [rows, queries, stride] = [TILE_ROWS, 3, LANE_BYTES];
+  const at = { codes: 0, scales: rows * stride, queryCodes: rows * stride + rows * 4, offsets: 0, state: 0 };
+  at.offsets = at.queryCodes + queries * stride;
+  at.state = at.offsets + queries * 4;
+  const codes = new Uint8Array(memory.buffer, at.codes, rows * stride);
+  codes.set(Array.from(codes, (_, i) => (i * 37) % 128));
+  codes.set([127, 0, 127, 0], 0);
+  new Float32Array(memory.buffer, at.scales, rows).fill(1);
+  const query = new Int8Array(memory.buffer, at.queryCodes, queries * stride);
+  query.set(Array.from(query, (_, i) => ((i * 53) % 255) - 127));
+  query.set([127, -127, -127, 127], 0);
+  const offsets = new Int32Array(memory.buffer, at.offsets, queries);
+  for (let q = 0; q < queries; q++) offsets[q] = ROW_CODE_OFFSET * query.subarray(q * stride, (q + 1) * stride).reduce((a, b) => a + b, 0);
+  const views = (q: number) => candidateState(memory.buffer, at.state, queries, rows, q);
+  for (let q = 0; q < queries; q++) views(q).worst[0] = -Infinity;
+  search(at.codes, rows, stride, at.scales, at.queryCodes, queries, at.offsets, at.state, rows, 0);
+  return Array.from({ length: queries }, (_, q) => q).every((q) => {
+    const { used, kept, found } = views(q);
+    const expected = (row: number) => codes.subarray(row * stride, (row + 1) * stride).reduce((sum, c, d) => sum + (c - ROW_CODE_OFFSET) * query[q * stride + d], 0);
+    return used[0] === rows && Array.from(found).every((row, i) => kept[i] === expected(row)) && new Set(found).size === rows;
+  });
+}
 
-// Each message is a list of shares: score some rows, chunk by chunk, and keep each query's best.
+/** The layout kernel/search.wat keeps candidates in, at `at`: worst[queries], used[queries], then per query kept[places] and found[places]. */
+function candidateState(buffer: ArrayBufferLike, at: number, queries: number, places: number, q: number) {
+  const kept = at + queries * 8 + q * places * 8;
+  return {
+    worst: new Float32Array(buffer, at + q * 4, 1),
+    used: new Int32Array(buffer, at + (queries + q) * 4, 1),
+    kept: new Float32Array(buffer, kept, places),
+    found: new Int32Array(buffer, kept + places * 4, places),
+  };
+}
+
+// Each message is a run: a list of shares, each the arguments of one call of `search`.
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
-const { memory, scoresAt, scoreBytes } = workerData;
-const instance = new WebAssembly.Instance(new WebAssembly.Module(workerData.module), { env: { memory } });
-const { scores, best } = instance.exports;
-parentPort.on('message', (shares) => {
-  for (const [codes, rows, stride, queries, m, scales, count, found, kept, first] of shares) {
-    new Float32Array(memory.buffer, kept, m * count).fill(-Infinity);
-    const chunk = Math.max(1, Math.floor(scoreBytes / (m * 4)));
-    for (let from = 0; from < rows; from += chunk) {
-      const n = Math.min(chunk, rows - from);
-      scores(codes + from * stride, n, stride, queries, m, scales + from * 4, scoresAt);
-      for (let q = 0; q < m; q++) best(scoresAt + q * 4, n, m * 4, count, found + q * count * 4, kept + q * count * 4, first + from);
-    }
+const { search } = new WebAssembly.Instance(workerData.module, { env: { memory: workerData.memory } }).exports;
+parentPort.on('message', ({ id, shares }) => {
+  try {
+    for (const share of shares) search(...share);
+    parentPort.postMessage({ id });
+  } catch (error) {
+    parentPort.postMessage({ id, error: error instanceof Error ? error.message : String(error) });
   }
-  parentPort.postMessage(0);
 });
 `;
 
 /**
  * One block of a search: `rows` rows of codes at `codes` (`stride` bytes each, their scales at
- * `scales`) against `m` queries at `queries` (`stride` bytes each); each worker keeps its `count` best rows per query
- * at `candidates` (`candidateBytes` long), read back with `candidatesOf`.
+ * `scales`) against `queries` queries at `queryCodes`, with
+ * ROW_CODE_OFFSET x the sum of each one's codes at `offsets` (int32). Each worker keeps, per
+ * query, its `places` best rows scoring above `floors[q]` at `candidates` (`candidateBytes` long).
  */
 export interface SearchJob {
   codes: number;
   rows: number;
   stride: number;
   scales: number;
+  queryCodes: number;
   queries: number;
-  m: number;
-  count: number;
+  offsets: number;
+  floors: ArrayLike<number>;
+  places: number;
   candidates: number;
 }
 
-type Share = [codes: number, rows: number, stride: number, queries: number, m: number, scales: number, count: number, found: number, kept: number, first: number];
+/** One worker's candidates for one query: rows numbered within the job, approximate scores, in no order. */
+export interface ShareCandidates {
+  rows: Int32Array;
+  scores: Float32Array;
+  /** Rows of this share that scored above the floor were left out; each of them scored at most `worst`. */
+  dropped: boolean;
+  worst: number;
+}
+
+/** The arguments of the kernel's `search`, in its order. */
+type Share = [codes: number, rows: number, stride: number, scales: number, queryCodes: number, queries: number, offsets: number, state: number, places: number, first: number];
+
+/** The rows of a job that worker `w` of `workers` scores: whole tiles, the last share possibly shorter. */
+function shareRows(rows: number, workers: number, w: number): { first: number; count: number } {
+  const per = Math.ceil(rows / workers / TILE_ROWS) * TILE_ROWS;
+  const first = Math.min(rows, w * per);
+  return { first, count: Math.min(per, rows - first) };
+}
+
+/** A run in progress on one worker; settled once, by its answer, its worker's end or its time limit. */
+interface Run {
+  worker: Worker;
+  id: number;
+  settle: (error?: Error) => void;
+}
+
+/** One worker thread and the run it is working on. A worker that died or hung is replaced when the next run starts. */
+class KernelWorker {
+  private worker: Worker | undefined;
+  private current: Run | undefined;
+
+  constructor(private readonly workerData: { module: WebAssembly.Module; memory: WebAssembly.Memory }) {}
+
+  run(id: number, shares: Share[], timeoutMs: number): Promise<void> {
+    const worker = this.worker ?? this.start();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        void this.abandon(worker, new FaceRecogError('timeout', `the gallery search did not finish within ${timeoutMs} ms; its worker was replaced`));
+      }, timeoutMs);
+      const run: Run = {
+        worker,
+        id,
+        settle: (error) => {
+          if (this.current !== run) return;
+          clearTimeout(timer);
+          this.current = undefined;
+          if (error) reject(error);
+          else resolve();
+        },
+      };
+      this.current = run;
+      worker.postMessage({ id, shares });
+    });
+  }
+
+  /** Ends the worker (e.g. at shutdown); a run in progress rejects. */
+  async stop(): Promise<void> {
+    if (this.worker) await this.abandon(this.worker, new FaceRecogError('internal', 'the search kernel was stopped'));
+  }
+
+  private start(): Worker {
+    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: this.workerData });
+    // The workers never keep the process alive: a run in progress does, through its timer.
+    worker.unref();
+    let crash: Error | undefined;
+    worker.on('message', ({ id, error }: { id: number; error?: string }) => {
+      if (this.current?.worker !== worker || this.current.id !== id) return;
+      this.current.settle(error === undefined ? undefined : new FaceRecogError('internal', `the search kernel failed: ${error}`));
+    });
+    worker.on('error', (error) => {
+      crash = error;
+    });
+    worker.on('exit', (code) => {
+      // A worker ended here was abandoned already, with its reason.
+      if (this.worker !== worker) return;
+      void this.abandon(worker, new FaceRecogError('internal', `a search kernel worker stopped: ${crash?.message ?? `exit code ${code}`}`));
+    });
+    this.worker = worker;
+    return worker;
+  }
+
+  /**
+   * Replaces `worker` at the next run and fails its run once it has ended: until then it could
+   * still write into the run's candidates, which the caller frees when the run settles.
+   */
+  private async abandon(worker: Worker, error: Error): Promise<void> {
+    if (this.worker === worker) this.worker = undefined;
+    const run = this.current?.worker === worker ? this.current : undefined;
+    await worker.terminate();
+    run?.settle(error);
+  }
+}
 
 /** Regions up to this size are rounded up to a power of two, larger ones to a multiple of it, so that freed regions get reused. */
 const SIZE_CLASS_STEP = 1 << 20;
@@ -275,51 +263,47 @@ function sizeClass(size: number): number {
   return Math.max(LANE_BYTES, 2 ** Math.ceil(Math.log2(size)));
 }
 
+export interface DotKernelOptions {
+  threads?: number;
+  /** The first form this Node.js runs exactly unless given. */
+  form?: KernelForm;
+}
+
 /**
  * The shared memory, a simple allocator over it, and the workers. One per process: every index
- * allocates from it, and searches run one at a time on all workers.
+ * allocates from it, and runs go one at a time, each on all workers.
  */
 export class DotKernel {
   private static shared: Promise<DotKernel> | undefined;
   private readonly free = new Map<number, number[]>();
   private queue: Promise<void> = Promise.resolve();
+  private top = 0;
+  private runs = 0;
 
   private constructor(
     readonly memory: WebAssembly.Memory,
-    private top: number,
-    private readonly workers: Worker[],
+    readonly form: KernelForm,
+    private readonly workers: KernelWorker[],
   ) {}
 
   /** The process's kernel, started on first use with one worker per core. */
   static get(): Promise<DotKernel> {
-    DotKernel.shared ??= DotKernel.start(availableParallelism());
+    DotKernel.shared ??= DotKernel.create();
     return DotKernel.shared;
   }
 
-  private static async start(threads: number): Promise<DotKernel> {
-    const count = Math.max(1, threads);
-    // The workers' own buffers come first in the memory.
-    const initialPages = Math.ceil((count * SCORE_BUFFER_BYTES) / PAGE_BYTES);
-    const memory = new WebAssembly.Memory({ initial: initialPages, maximum: MAX_PAGES, shared: true });
-    const module = kernelModule();
-    const workers = await Promise.all(
-      Array.from({ length: count }, async (_, w) => {
-        const workerData = { module, memory, scoresAt: w * SCORE_BUFFER_BYTES, scoreBytes: SCORE_BUFFER_BYTES };
-        const worker = new Worker(WORKER_SOURCE, { eval: true, workerData });
-        await new Promise<void>((resolve, reject) => {
-          worker.once('online', resolve);
-          worker.once('error', reject);
-        });
-        worker.unref();
-        return worker;
-      }),
-    );
-    return new DotKernel(memory, count * SCORE_BUFFER_BYTES, workers);
+  /** A kernel of its own (tests; the process shares `get()`'s). */
+  static async create(options: DotKernelOptions = {}): Promise<DotKernel> {
+    const { module, form } = await compileKernel(options.form);
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
+    const threads = Math.max(1, options.threads ?? availableParallelism());
+    const workers = Array.from({ length: threads }, () => new KernelWorker({ module, memory }));
+    return new DotKernel(memory, form, workers);
   }
 
-  /** Bytes a job's `candidates` needs: for each worker and query, `count` rows and their scores. */
-  candidateBytes(m: number, count: number): number {
-    return this.workers.length * m * count * 8;
+  /** Bytes a job's `candidates` needs: for each worker and query, its state and `places` rows and scores. */
+  candidateBytes(queries: number, places: number): number {
+    return this.workers.length * this.shareStateBytes(queries, places);
   }
 
   /**
@@ -345,54 +329,67 @@ export class DotKernel {
     this.free.set(size, list);
   }
 
-  /** Runs the jobs, each one's rows shared out among the workers; one call at a time. */
-  run(jobs: SearchJob[]): Promise<void> {
-    const done = this.queue.then(() => this.runNow(jobs));
+  /**
+   * Runs the jobs, each one's rows shared out among the workers; one run at a time. Rejects with
+   * a FaceRecogError if a worker fails, dies or takes longer than `timeoutMs` (RUN_TIMEOUT_MS
+   * unless given); the candidates are then not to be read, and the next run starts on healthy
+   * workers.
+   */
+  run(jobs: SearchJob[], options: { timeoutMs?: number } = {}): Promise<void> {
+    const done = this.queue.then(() => this.runNow(jobs, options.timeoutMs ?? RUN_TIMEOUT_MS));
     this.queue = done.catch(() => undefined);
     return done;
   }
 
-  /** For job `job` and query `q`: every worker's kept rows (numbered within the job) and their approximate scores; -Infinity marks an empty place. */
-  candidatesOf(job: SearchJob, q: number): { rows: Int32Array; scores: Float32Array }[] {
+  /** Ends the workers (they are started again by the next run). */
+  async stop(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.stop()));
+  }
+
+  /** The most rows any worker scores of a job of `rows` rows: enough places to keep all of them. */
+  rowsPerShare(rows: number): number {
+    return shareRows(rows, this.workers.length, 0).count;
+  }
+
+  /** For job `job` and query `q`: each worker's candidates. */
+  candidatesOf(job: SearchJob, q: number): ShareCandidates[] {
     return this.workers.map((_, w) => {
-      const { found, kept } = this.shareCandidates(job, w);
+      const { worst, used, kept, found } = candidateState(this.memory.buffer, this.shareStateAt(job, w), job.queries, job.places, q);
+      const count = used[0];
       return {
-        rows: new Int32Array(this.memory.buffer, found + q * job.count * 4, job.count),
-        scores: new Float32Array(this.memory.buffer, kept + q * job.count * 4, job.count),
+        rows: found.subarray(0, count),
+        scores: kept.subarray(0, count),
+        dropped: count === job.places && shareRows(job.rows, this.workers.length, w).count > count,
+        worst: worst[0],
       };
     });
   }
 
-  private shareCandidates(job: SearchJob, w: number): { found: number; kept: number } {
-    const found = job.candidates + w * job.m * job.count * 8;
-    return { found, kept: found + job.m * job.count * 4 };
+  private shareStateBytes(queries: number, places: number): number {
+    return queries * 8 + queries * places * 8;
   }
 
-  private async runNow(jobs: SearchJob[]): Promise<void> {
+  private shareStateAt(job: SearchJob, w: number): number {
+    return job.candidates + w * this.shareStateBytes(job.queries, job.places);
+  }
+
+  private async runNow(jobs: SearchJob[], timeoutMs: number): Promise<void> {
     const shares: Share[][] = this.workers.map(() => []);
     for (const job of jobs) {
-      const per = Math.ceil(job.rows / this.workers.length);
       this.workers.forEach((_, w) => {
-        const first = Math.min(job.rows, w * per);
-        const rows = Math.min(per, job.rows - first);
-        const { found, kept } = this.shareCandidates(job, w);
-        shares[w].push([job.codes + first * job.stride, rows, job.stride, job.queries, job.m, job.scales + first * 4, job.count, found, kept, first]);
+        const at = this.shareStateAt(job, w);
+        new Float32Array(this.memory.buffer, at, job.queries).set(job.floors);
+        new Int32Array(this.memory.buffer, at + job.queries * 4, job.queries).fill(0);
+        const { first, count } = shareRows(job.rows, this.workers.length, w);
+        if (count === 0) return;
+        shares[w].push([job.codes + first * job.stride, count, job.stride, job.scales + first * 4, job.queryCodes, job.queries, job.offsets, at, job.places, first]);
       });
     }
-    await Promise.all(
-      this.workers.map((worker, w) => {
-        worker.ref();
-        return new Promise<void>((resolve, reject) => {
-          const fail = (error: Error) => reject(error);
-          worker.once('error', fail);
-          worker.once('message', () => {
-            worker.off('error', fail);
-            worker.unref();
-            resolve();
-          });
-          worker.postMessage(shares[w]);
-        });
-      }),
+    const id = ++this.runs;
+    const results = await Promise.allSettled(
+      this.workers.map((worker, w) => (shares[w].length > 0 ? worker.run(id, shares[w], timeoutMs) : Promise.resolve())),
     );
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 }

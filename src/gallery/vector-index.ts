@@ -4,17 +4,38 @@
 // never copies more than one block.
 //
 // A search reads every row, so at a million faces its cost is memory traffic: 512 MB of float32
-// per query. Each row is therefore also kept as 8-bit codes (a quarter of the bytes), which the
-// dot kernel (dot-kernel.ts) ranks on every core; the best candidates per block (at least 32) are
-// then scored exactly from the float32 rows. Quantisation moves a dot product by about 1e-3, so a
-// true hit would be missed only if more than that many rows of its block came within 1e-3 of it:
-// the hits are those of the exact search, and every similarity returned is exact.
+// per pass. Each row is therefore also kept as 7-bit codes (128 bytes at 128 dimensions), which
+// the kernel (dot-kernel.ts, kernel/search.wat) scores against all the queries of a search in
+// one pass on every core, keeping per block, worker and query the best few rows. Only rows that
+// can still be among the k best are then scored from the float32 rows:
+//
+// Exactness. For a row x and a query q with codes x' and q', the kernel's score s(x) is the dot
+// product of x' and q' (up to float32 rounding), and |x.q - s(x)| <= |x - x'| |q| + |x'| |q - q'|
+// (Cauchy-Schwarz). Each block keeps the largest |x - x'| and |x'| of its rows, so every row of
+// block b has x.q within E_b of s(x). Let L be the k-th largest s(x) - E_b among the rows the
+// kernel kept: k rows have x.q >= L, so a row can be among the k best only if s(x) >= L - E_b.
+// Every kept row with that score is scored exactly; where a worker left rows out of a block
+// with its worst kept score still at or above L - E_b, the block is scanned again keeping every
+// row above L - E_b. Hence, for each query, the hits are k rows of greatest similarity, the
+// similarity computed from the float32 vectors in double precision exactly as a brute-force
+// scan computes it (rows of equal similarity may come in either order), whatever the data:
+// near-duplicates only make the second scan, and the exact scoring, longer.
 //
 // The kernel's workers read the codes while the main thread waits, so a mutation during a search
 // would be read half-done: mutations wait for in-flight searches, and searches arriving
-// meanwhile wait for the mutation.
+// meanwhile wait for the mutation. A search whose kernel run fails (or exceeds its time limit)
+// rejects and lets them go.
 import { FaceRecogError } from '../errors.js';
-import { DotKernel, LANE_BYTES, type SearchJob } from './dot-kernel.js';
+import {
+  DotKernel,
+  LANE_BYTES,
+  QUERY_CODE_MAX,
+  ROW_CODE_MAX,
+  ROW_CODE_OFFSET,
+  TILE_ROWS,
+  type SearchJob,
+  type ShareCandidates,
+} from './dot-kernel.js';
 
 export interface Hit {
   key: number;
@@ -30,25 +51,34 @@ export interface VectorEntry {
 export interface VectorIndexOptions {
   /** Rows per block (default 65,536: 40 MiB at 128 dimensions). */
   blockRows?: number;
+  /** The process's kernel unless given. */
+  kernel?: DotKernel;
 }
 
 const DEFAULT_BLOCK_ROWS = 65_536;
 const FIRST_BLOCK_ROWS = 1_024;
-/** Codes and query codes are int8 in -127..127. */
-const CODE_MAX = 127;
-/** Candidates scored exactly per block and query: this many times k, and at least MIN_CANDIDATES. */
-const CANDIDATE_FACTOR = 4;
+/** Rows each worker keeps per block and query in the first scan: this many times k, and at least MIN_CANDIDATES. */
+const CANDIDATE_FACTOR = 2;
 const MIN_CANDIDATES = 32;
+/**
+ * Added to every error bound: covers the kernel's float32 rounding of a score (at most 2^-24 of
+ * it, under 1e-7 for unit vectors) and the double rounding of the bounds themselves, with room.
+ */
+const ROUNDING_SLACK = 1e-6;
 
 class Block {
   vectors: Float32Array;
   keys: Float64Array;
   size = 0;
-  /** This block's region of the kernel's memory: `maxRows` rows of codes, then their scales. */
+  /** This block's region of the kernel's memory: `maxRows` rows (whole tiles) of codes, then their scales. */
   readonly at: number;
-  readonly codes: Int8Array;
+  readonly codes: Uint8Array;
   /** Per row: the float32 component one code unit stands for. */
   readonly scales: Float32Array;
+  /** The largest |x - x'| and |x'| (x' the row its codes stand for) of any row ever stored here. */
+  errorBound = 0;
+  normBound = 0;
+  private readonly regionRows: number;
 
   constructor(
     private readonly kernel: DotKernel,
@@ -59,17 +89,18 @@ class Block {
   ) {
     this.vectors = new Float32Array(rows * dimension);
     this.keys = new Float64Array(rows);
+    this.regionRows = Math.ceil(maxRows / TILE_ROWS) * TILE_ROWS;
     this.at = kernel.allocate(this.regionBytes);
-    this.codes = new Int8Array(kernel.memory.buffer, this.at, maxRows * stride);
-    this.scales = new Float32Array(kernel.memory.buffer, this.scalesAt, maxRows);
+    this.codes = new Uint8Array(kernel.memory.buffer, this.at, this.regionRows * stride);
+    this.scales = new Float32Array(kernel.memory.buffer, this.scalesAt, this.regionRows);
   }
 
   get scalesAt(): number {
-    return this.at + this.maxRows * this.stride;
+    return this.at + this.regionRows * this.stride;
   }
 
   private get regionBytes(): number {
-    return this.maxRows * (this.stride + 4);
+    return this.regionRows * (this.stride + 4);
   }
 
   get capacity(): number {
@@ -100,11 +131,21 @@ class Block {
     this.vectors.set(vector, i * this.dimension);
     let largest = 0;
     for (const v of vector) largest = Math.max(largest, Math.abs(v));
-    const scale = largest / CODE_MAX;
+    const scale = Math.fround(largest / ROW_CODE_MAX);
     const from = i * this.stride;
-    for (let d = 0; d < this.dimension; d++) this.codes[from + d] = scale > 0 ? Math.round(vector[d] / scale) : 0;
+    let errorSquared = 0;
+    let normSquared = 0;
+    for (let d = 0; d < this.stride; d++) {
+      const code = scale > 0 && d < this.dimension ? Math.round(vector[d] / scale) : 0;
+      this.codes[from + d] = code + ROW_CODE_OFFSET;
+      if (d >= this.dimension) continue;
+      errorSquared += (vector[d] - code * scale) ** 2;
+      normSquared += (code * scale) ** 2;
+    }
     this.scales[i] = scale;
     this.keys[i] = key;
+    this.errorBound = Math.max(this.errorBound, Math.sqrt(errorSquared));
+    this.normBound = Math.max(this.normBound, Math.sqrt(normSquared));
   }
 
   /** Copies row `j` of `other` into row `i`. */
@@ -114,6 +155,8 @@ class Block {
     this.codes.set(other.codes.subarray(j * this.stride, (j + 1) * this.stride), i * this.stride);
     this.scales[i] = other.scales[j];
     this.keys[i] = other.keys[j];
+    this.errorBound = Math.max(this.errorBound, other.errorBound);
+    this.normBound = Math.max(this.normBound, other.normBound);
   }
 
   dot(i: number, query: Float32Array): number {
@@ -124,15 +167,71 @@ class Block {
   }
 }
 
-/** Each query as int8 codes, `stride` bytes apart, zero-padded; a query's own scale does not change its ranking. */
-function writeQueryCodes(codes: Int8Array, stride: number, queries: Float32Array[]): void {
-  codes.fill(0);
-  queries.forEach((q, j) => {
-    let largest = 0;
-    for (const v of q) largest = Math.max(largest, Math.abs(v));
-    if (largest === 0) return;
-    for (let d = 0; d < q.length; d++) codes[j * stride + d] = Math.round((q[d] / largest) * CODE_MAX);
-  });
+/**
+ * A search's queries in the kernel's memory: each as int8 codes, `stride` bytes apart and
+ * zero-padded, then ROW_CODE_OFFSET x the sum of each one's codes. Keeps per query what the error
+ * bound needs.
+ */
+class QueryBatch {
+  readonly count: number;
+  readonly at: number;
+  readonly bytes: number;
+  /** Per query: the component one code unit stands for, |q| and |q - q'|. */
+  readonly scales: number[] = [];
+  readonly norms: number[] = [];
+  readonly errors: number[] = [];
+
+  constructor(
+    private readonly kernel: DotKernel,
+    private readonly stride: number,
+    queries: Float32Array[],
+  ) {
+    this.count = queries.length;
+    this.bytes = this.count * (stride + 4);
+    this.at = kernel.allocate(this.bytes);
+    const codes = new Int8Array(kernel.memory.buffer, this.at, this.count * stride).fill(0);
+    const offsets = new Int32Array(kernel.memory.buffer, this.offsetsAt, this.count).fill(0);
+    queries.forEach((q, j) => {
+      let largest = 0;
+      for (const v of q) largest = Math.max(largest, Math.abs(v));
+      // A zero query's codes are zero whatever the scale.
+      const scale = largest > 0 ? largest / QUERY_CODE_MAX : 1;
+      let sum = 0;
+      let normSquared = 0;
+      let errorSquared = 0;
+      for (let d = 0; d < q.length; d++) {
+        const code = Math.round(q[d] / scale);
+        codes[j * stride + d] = code;
+        sum += code;
+        normSquared += q[d] ** 2;
+        errorSquared += (q[d] - code * scale) ** 2;
+      }
+      offsets[j] = ROW_CODE_OFFSET * sum;
+      this.scales.push(scale);
+      this.norms.push(Math.sqrt(normSquared));
+      this.errors.push(Math.sqrt(errorSquared));
+    });
+  }
+
+  get offsetsAt(): number {
+    return this.at + this.count * this.stride;
+  }
+
+  /** How far query q's similarity to any row of `block` can be from its kernel score (in similarity units). */
+  errorBound(block: Block, q: number): number {
+    return block.errorBound * this.norms[q] + block.normBound * this.errors[q] + ROUNDING_SLACK;
+  }
+
+  release(): void {
+    this.kernel.release(this.at, this.bytes);
+  }
+}
+
+/** A float32 no greater than `x` (the kernel compares scores with its floors in float32). */
+function float32AtMost(x: number): number {
+  const f = Math.fround(x);
+  // One float32 step below x is at most |x| 2^-23 away: rounding x - |x| 2^-23 stays under x.
+  return f <= x ? f : Math.fround(x - Math.abs(x) * 2 ** -23);
 }
 
 /** Many concurrent readers, or one synchronous writer once the readers have finished. */
@@ -190,7 +289,7 @@ export class VectorIndex {
   }
 
   static async create(dimension: number, options: VectorIndexOptions = {}): Promise<VectorIndex> {
-    return new VectorIndex(dimension, options.blockRows ?? DEFAULT_BLOCK_ROWS, await DotKernel.get());
+    return new VectorIndex(dimension, options.blockRows ?? DEFAULT_BLOCK_ROWS, options.kernel ?? (await DotKernel.get()));
   }
 
   get size(): number {
@@ -229,39 +328,90 @@ export class VectorIndex {
   search(queries: Float32Array[], k: number): Promise<Hit[][]> {
     for (const q of queries) this.checkDimension(q);
     return this.gate.read(async () => {
-      const hits: Hit[][] = queries.map(() => []);
-      if (queries.length === 0 || this.size === 0 || k < 1) return hits;
-      const m = queries.length;
+      if (queries.length === 0 || this.size === 0 || k < 1) return queries.map(() => []);
       const blocks = this.blocks.filter((b) => b.size > 0);
-      const count = (block: Block) => Math.min(block.size, Math.max(k * CANDIDATE_FACTOR, MIN_CANDIDATES));
-      // Queries, then per block its candidates: a region per search, so that searches can overlap.
-      const queryBytes = m * this.stride;
-      const jobBytes = blocks.map((b) => this.kernel.candidateBytes(m, count(b)));
-      const scratchBytes = queryBytes + jobBytes.reduce((a, b) => a + b, 0);
-      const scratch = this.kernel.allocate(scratchBytes);
+      const batch = new QueryBatch(this.kernel, this.stride, queries);
       try {
-        writeQueryCodes(new Int8Array(this.kernel.memory.buffer, scratch, queryBytes), this.stride, queries);
-        let at = scratch + queryBytes;
-        const jobs: SearchJob[] = blocks.map((block, b) => {
-          const job = { codes: block.at, rows: block.size, stride: this.stride, scales: block.scalesAt, queries: scratch, m, count: count(block), candidates: at };
-          at += jobBytes[b];
-          return job;
+        const places = Math.max(k * CANDIDATE_FACTOR, MIN_CANDIDATES);
+        const kept = await this.scan(blocks, batch, places, () => new Float32Array(batch.count).fill(-Infinity));
+        const floors = queries.map((_, q) => this.floors(blocks, batch, kept, q, k));
+        // Blocks where a worker left out rows that may be among the k best, for some query: scanned
+        // again, keeping every row above its floor (for those queries only).
+        const again = blocks.flatMap((_, b) => {
+          const short = queries.map((_, q) => kept[b][q].some((s) => s.dropped && s.worst >= floors[q][b]));
+          return short.includes(true) ? [{ b, short }] : [];
         });
-        await this.kernel.run(jobs);
-        blocks.forEach((block, b) => {
-          hits.forEach((list, q) => {
-            for (const { rows, scores } of this.kernel.candidatesOf(jobs[b], q)) {
-              rows.forEach((row, j) => {
-                if (scores[j] !== -Infinity) list.push({ key: block.keys[row], similarity: block.dot(row, queries[q]) });
-              });
-            }
-          });
-        });
+        const rescanned = await this.scan(
+          again.map(({ b }) => blocks[b]),
+          batch,
+          this.kernel.rowsPerShare(Math.max(0, ...again.map(({ b }) => blocks[b].size))),
+          (i) => Float32Array.from({ length: batch.count }, (_, q) => (again[i].short[q] ? float32AtMost(floors[q][again[i].b]) : Infinity)),
+        );
+        again.forEach(({ b, short }, i) => short.forEach((isShort, q) => isShort && (kept[b][q] = rescanned[i][q])));
+        return queries.map((query, q) => this.exactBest(blocks, kept, floors[q], q, query, k));
       } finally {
-        this.kernel.release(scratch, scratchBytes);
+        batch.release();
       }
-      return hits.map((list) => list.sort((a, b) => b.similarity - a.similarity).slice(0, k));
     });
+  }
+
+  /**
+   * Runs the kernel over `blocks` for every query of `batch`, each worker keeping `places` rows
+   * per block and query above `floorsOf(block)`; returns them per block, query and worker.
+   */
+  private async scan(blocks: Block[], batch: QueryBatch, places: number, floorsOf: (b: number) => Float32Array): Promise<ShareCandidates[][][]> {
+    if (blocks.length === 0) return [];
+    const bytes = this.kernel.candidateBytes(batch.count, places);
+    const region = this.kernel.allocate(bytes * blocks.length);
+    try {
+      const jobs: SearchJob[] = blocks.map((block, b) => ({
+        codes: block.at,
+        rows: block.size,
+        stride: this.stride,
+        scales: block.scalesAt,
+        queryCodes: batch.at,
+        queries: batch.count,
+        offsets: batch.offsetsAt,
+        floors: floorsOf(b),
+        places,
+        candidates: region + b * bytes,
+      }));
+      await this.kernel.run(jobs);
+      return jobs.map((job) =>
+        Array.from({ length: batch.count }, (_, q) =>
+          this.kernel.candidatesOf(job, q).map((c) => ({ ...c, rows: c.rows.slice(), scores: c.scores.slice() })),
+        ),
+      );
+    } finally {
+      this.kernel.release(region, bytes * blocks.length);
+    }
+  }
+
+  /** Per block, the kernel score a row needs to possibly be among query q's k best (in kernel units). */
+  private floors(blocks: Block[], batch: QueryBatch, kept: ShareCandidates[][][], q: number, k: number): number[] {
+    const scale = batch.scales[q];
+    const bounds = blocks.map((block) => batch.errorBound(block, q));
+    // k rows have a similarity of at least `lowest`.
+    const lows = new Float64Array(kept.reduce((n, shares) => n + shares[q].reduce((m, s) => m + s.scores.length, 0), 0));
+    let at = 0;
+    kept.forEach((shares, b) => {
+      for (const { scores } of shares[q]) for (const score of scores) lows[at++] = score * scale - bounds[b];
+    });
+    const lowest = lows.length < k ? -Infinity : lows.sort()[lows.length - k];
+    return bounds.map((bound) => (lowest - bound) / scale);
+  }
+
+  /** The k best of the kept rows at or above their block's floor, scored from the float32 vectors. */
+  private exactBest(blocks: Block[], kept: ShareCandidates[][][], floors: number[], q: number, query: Float32Array, k: number): Hit[] {
+    const hits: Hit[] = [];
+    blocks.forEach((block, b) => {
+      for (const { rows, scores } of kept[b][q]) {
+        for (let i = 0; i < rows.length; i++) {
+          if (scores[i] >= floors[b]) hits.push({ key: block.keys[rows[i]], similarity: block.dot(rows[i], query) });
+        }
+      }
+    });
+    return hits.sort((a, b) => b.similarity - a.similarity).slice(0, k);
   }
 
   /** Empties the index and hands its memory back to the kernel. */

@@ -1,9 +1,12 @@
-// The hand-written WebAssembly kernel against plain JavaScript: every score exact (including the
-// extreme codes that would overflow a 16-bit sum of more than two products), and the kept rows
-// the best ones, for row counts that do not divide among the workers, several queries, strides
-// with padding, and shares with fewer rows than candidates.
-import { describe, expect, it } from 'vitest';
-import { DotKernel, LANE_BYTES } from '../../src/gallery/dot-kernel.js';
+// The search kernel (kernel/search.wat) against plain JavaScript, in every form this Node.js runs
+// (relaxed SIMD where it is exact, plain SIMD always): every kept score exact, including the
+// extreme codes; the kept rows the best ones above the floor, for row counts that do not divide
+// into tiles or among the workers, one query and several (odd and even counts), strides with padding, and shares with fewer
+// rows than places. Then faults: a failing and a hanging run each reject on their own and later
+// runs succeed, without a listener left behind per run.
+import { afterAll, describe, expect, it } from 'vitest';
+import { FaceRecogError } from '../../src/errors.js';
+import { DotKernel, LANE_BYTES, ROW_CODE_OFFSET, type KernelForm, type SearchJob } from '../../src/gallery/dot-kernel.js';
 
 function seeded(seed: number): () => number {
   let s = seed >>> 0;
@@ -13,72 +16,142 @@ function seeded(seed: number): () => number {
   };
 }
 
+/** Random codes for `rows` rows and `queries` queries in the kernel's memory, with their exact scores. */
+function fixture(kernel: DotKernel, dimension: number, rows: number, queries: number, seed: number) {
+  const stride = Math.ceil(dimension / LANE_BYTES) * LANE_BYTES;
+  const random = seeded(seed);
+  const sizes = { codes: (rows + 4) * stride, scales: (rows + 4) * 4, queryCodes: queries * stride, offsets: queries * 4 };
+  const at = Object.fromEntries(Object.entries(sizes).map(([k, size]) => [k, kernel.allocate(size)])) as Record<keyof typeof sizes, number>;
+  const { buffer } = kernel.memory;
+  const codes = new Uint8Array(buffer, at.codes, sizes.codes).fill(ROW_CODE_OFFSET);
+  const scales = new Float32Array(buffer, at.scales, rows);
+  const query = new Int8Array(buffer, at.queryCodes, sizes.queryCodes).fill(0);
+  for (let r = 0; r < rows; r++) {
+    for (let d = 0; d < dimension; d++) codes[r * stride + d] = Math.floor(random() * 128);
+    scales[r] = 0.5 + random();
+  }
+  for (let q = 0; q < queries; q++) for (let d = 0; d < dimension; d++) query[q * stride + d] = Math.round(random() * 254) - 127;
+  // The extremes: row 0 all 127 and row 1 all 0 (codes +63 and -64) against query 0 all 127.
+  for (let d = 0; d < dimension; d++) {
+    codes[d] = 127;
+    if (rows > 1) codes[stride + d] = 0;
+    query[d] = 127;
+  }
+  scales[0] = 1;
+  if (rows > 1) scales[1] = 1;
+  const offsets = new Int32Array(buffer, at.offsets, queries);
+  for (let q = 0; q < queries; q++) offsets[q] = ROW_CODE_OFFSET * query.subarray(q * stride, (q + 1) * stride).reduce((a, b) => a + b, 0);
+  const expected = Array.from({ length: queries }, (_, q) =>
+    Array.from({ length: rows }, (_, r) => {
+      let dot = 0;
+      for (let d = 0; d < stride; d++) dot += (codes[r * stride + d] - ROW_CODE_OFFSET) * query[q * stride + d];
+      return Math.fround(dot * scales[r]);
+    }),
+  );
+  const job = (places: number, floors: number[], candidates: number): SearchJob => ({
+    codes: at.codes,
+    rows,
+    stride,
+    scales: at.scales,
+    queryCodes: at.queryCodes,
+    queries,
+    offsets: at.offsets,
+    floors,
+    places,
+    candidates,
+  });
+  const release = () => Object.entries(sizes).forEach(([k, size]) => kernel.release(at[k as keyof typeof sizes], size));
+  return { expected, job, release };
+}
+
+function kept(kernel: DotKernel, job: SearchJob, q: number): { row: number; score: number }[] {
+  return kernel.candidatesOf(job, q).flatMap(({ rows, scores }) => Array.from(rows, (row, i) => ({ row, score: scores[i] })));
+}
+
+async function availableForms(): Promise<KernelForm[]> {
+  const forms: KernelForm[] = [];
+  for (const form of ['relaxed', 'plain'] as const) {
+    const ok = await DotKernel.create({ form, threads: 1 }).then(
+      () => true,
+      () => false,
+    );
+    if (ok) forms.push(form);
+  }
+  return forms;
+}
+
+const forms = await availableForms();
+const kernels = new Map<KernelForm, DotKernel>();
+async function kernelIn(form: KernelForm): Promise<DotKernel> {
+  if (!kernels.has(form)) kernels.set(form, await DotKernel.create({ form }));
+  return kernels.get(form)!;
+}
+afterAll(async () => {
+  for (const kernel of kernels.values()) await kernel.stop();
+});
+
 describe('DotKernel', () => {
-  it.each([
-    { dimension: 128, rows: 1001, m: 1, count: 32 },
-    { dimension: 128, rows: 3, m: 5, count: 3 },
-    { dimension: 20, rows: 257, m: 3, count: 40 },
-    { dimension: 512, rows: 64, m: 2, count: 64 },
-    // More scores than a worker's buffer holds: scored and ranked chunk by chunk.
-    { dimension: 16, rows: 20_000, m: 4, count: 8 },
-  ])('scores int8 codes exactly and keeps the best rows ($dimension-d, $rows rows, $m queries, $count kept)', async ({ dimension, rows, m, count }) => {
-    const kernel = await DotKernel.get();
-    const stride = Math.ceil(dimension / LANE_BYTES) * LANE_BYTES;
-    const random = seeded(dimension * 7 + rows);
-    const code = () => Math.round(random() * 254) - 127;
-    const sizes = { codes: rows * stride, scales: rows * 4, queries: m * stride, all: kernel.candidateBytes(m, rows), best: kernel.candidateBytes(m, count) };
-    const at = Object.fromEntries(Object.entries(sizes).map(([k, size]) => [k, kernel.allocate(size)])) as Record<keyof typeof sizes, number>;
-    const codes = new Int8Array(kernel.memory.buffer, at.codes, sizes.codes).fill(0);
-    const queries = new Int8Array(kernel.memory.buffer, at.queries, sizes.queries).fill(0);
-    const scales = new Float32Array(kernel.memory.buffer, at.scales, rows);
-    for (let r = 0; r < rows; r++) {
-      for (let d = 0; d < dimension; d++) codes[r * stride + d] = code();
-      scales[r] = 0.5 + random();
-    }
-    for (let q = 0; q < m; q++) for (let d = 0; d < dimension; d++) queries[q * stride + d] = code();
-    // Worst case for 16-bit partial sums: every product 127 x 127, or -127 x 127.
-    for (let d = 0; d < dimension; d++) {
-      codes[d] = 127;
-      queries[d] = 127;
-      if (rows > 1) codes[stride + d] = -127;
-    }
-    scales[0] = 1;
-    const expected = new Float32Array(rows * m);
-    for (let r = 0; r < rows; r++) {
-      for (let q = 0; q < m; q++) {
-        let dot = 0;
-        for (let d = 0; d < stride; d++) dot += codes[r * stride + d] * queries[q * stride + d];
-        expected[r * m + q] = Math.fround(dot * scales[r]);
+  it('runs in plain SIMD on every Node.js, and picks the first exact form by default', async () => {
+    expect(forms).toContain('plain');
+    expect((await DotKernel.get()).form).toBe(forms[0]);
+  });
+
+  describe.each(forms)('in its %s form', (form) => {
+    it.each([
+      { dimension: 128, rows: 1001, queries: 1, places: 32 },
+      { dimension: 128, rows: 3, queries: 5, places: 3 },
+      { dimension: 20, rows: 257, queries: 4, places: 40 },
+      { dimension: 512, rows: 64, queries: 3, places: 64 },
+      { dimension: 16, rows: 20_000, queries: 8, places: 8 },
+    ])('scores exactly and keeps the best rows ($dimension-d, $rows rows, $queries queries, $places places)', async ({ dimension, rows, queries, places }) => {
+      const kernel = await kernelIn(form);
+      const { expected, job, release } = fixture(kernel, dimension, rows, queries, dimension * 7 + rows);
+      const unbounded = new Array(queries).fill(-Infinity);
+      const sizes = { all: kernel.candidateBytes(queries, kernel.rowsPerShare(rows)), best: kernel.candidateBytes(queries, places) };
+      const all = job(kernel.rowsPerShare(rows), unbounded, kernel.allocate(sizes.all));
+      const best = job(places, unbounded, kernel.allocate(sizes.best));
+
+      // Places for every row: each one comes back once, with its exact score, and none is dropped.
+      await kernel.run([all]);
+      expect(kept(kernel, all, 0).find((c) => c.row === 0)?.score).toBe(63 * 127 * dimension);
+      expect(kept(kernel, all, 0).find((c) => c.row === 1)?.score).toBe(-64 * 127 * dimension);
+      for (let q = 0; q < queries; q++) {
+        const byRow = kept(kernel, all, q).sort((a, b) => a.row - b.row);
+        expect(byRow.map((c) => c.row)).toEqual(Array.from({ length: rows }, (_, r) => r));
+        expect(byRow.map((c) => c.score)).toEqual(expected[q]);
+        expect(kernel.candidatesOf(all, q).some((s) => s.dropped)).toBe(false);
       }
-    }
-    const job = (keep: number, candidates: number) => ({ codes: at.codes, rows, stride, scales: at.scales, queries: at.queries, m, count: keep, candidates });
-    const kept = (j: ReturnType<typeof job>, q: number) =>
-      kernel
-        .candidatesOf(j, q)
-        .flatMap(({ rows: found, scores }) => Array.from(found).map((row, i) => ({ row, score: scores[i] })))
-        .filter((c) => c.score !== -Infinity);
 
-    // Keeping every row: each one comes back once, with its exact score.
-    const all = job(rows, at.all);
-    await kernel.run([all]);
-    expect(kept(all, 0).find((c) => c.row === 0)?.score).toBe(127 * 127 * dimension);
-    for (let q = 0; q < m; q++) {
-      const byRow = kept(all, q).sort((a, b) => a.row - b.row);
-      expect(byRow.map((c) => c.row)).toEqual(Array.from({ length: rows }, (_, r) => r));
-      expect(byRow.map((c) => c.score)).toEqual(Array.from({ length: rows }, (_, r) => expected[r * m + q]));
-    }
+      // `places` places: the best scores of all rows are among them, and what a share dropped
+      // scored no better than its worst kept.
+      await kernel.run([best]);
+      for (let q = 0; q < queries; q++) {
+        const candidates = kept(kernel, best, q);
+        for (const c of candidates) expect(c.score).toBe(expected[q][c.row]);
+        expect(new Set(candidates.map((c) => c.row)).size).toBe(candidates.length);
+        const sorted = [...expected[q]].sort((a, b) => b - a);
+        expect(candidates.map((c) => c.score).sort((a, b) => b - a).slice(0, places)).toEqual(sorted.slice(0, places));
+        for (const share of kernel.candidatesOf(best, q)) {
+          if (!share.dropped) continue;
+          expect(share.scores.length).toBe(places);
+          expect(Math.min(...share.scores)).toBe(share.worst);
+        }
+        expect(kernel.candidatesOf(best, q).some((s) => s.dropped)).toBe(rows > 2 * places);
+      }
 
-    // Keeping `count`: the best scores of all rows are among them.
-    const best = job(count, at.best);
-    await kernel.run([best]);
-    for (let q = 0; q < m; q++) {
-      const candidates = kept(best, q);
-      for (const c of candidates) expect(c.score).toBe(expected[c.row * m + q]);
-      expect(new Set(candidates.map((c) => c.row)).size).toBe(candidates.length);
-      const top = Array.from({ length: rows }, (_, r) => expected[r * m + q]).sort((a, b) => b - a).slice(0, count);
-      expect(candidates.map((c) => c.score).sort((a, b) => b - a).slice(0, count)).toEqual(top);
-    }
-    for (const [k, size] of Object.entries(sizes)) kernel.release(at[k as keyof typeof sizes], size);
+      // A floor: exactly the rows scoring above it, however many.
+      const floors = expected.map((scores) => [...scores].sort((a, b) => b - a)[Math.floor(rows / 3)]);
+      const above = job(kernel.rowsPerShare(rows), floors, best.candidates === all.candidates ? 0 : all.candidates);
+      await kernel.run([above]);
+      for (let q = 0; q < queries; q++) {
+        const rowsAbove = expected[q].flatMap((score, row) => (score > floors[q] ? [row] : []));
+        expect(kept(kernel, above, q).map((c) => c.row).sort((a, b) => a - b)).toEqual(rowsAbove);
+      }
+
+      kernel.release(all.candidates, sizes.all);
+      kernel.release(best.candidates, sizes.best);
+      release();
+    });
   });
 
   it('reuses a released region of the same size class', async () => {
@@ -87,5 +160,66 @@ describe('DotKernel', () => {
     kernel.release(a, 4000);
     expect(kernel.allocate(4096)).toBe(a);
     kernel.release(a, 4096);
+  });
+});
+
+describe('DotKernel faults', () => {
+  async function validRun(kernel: DotKernel) {
+    const { expected, job, release } = fixture(kernel, 128, 999, 2, 11);
+    const places = kernel.rowsPerShare(999);
+    const bytes = kernel.candidateBytes(2, places);
+    const all = job(places, [-Infinity, -Infinity], kernel.allocate(bytes));
+    await kernel.run([all]);
+    const scores = kept(kernel, all, 1).sort((a, b) => a.row - b.row).map((c) => c.score);
+    kernel.release(all.candidates, bytes);
+    release();
+    return { scores, expected: expected[1] };
+  }
+
+  it('fails only the run that read out of bounds, then searches as before, without a listener per run', async () => {
+    const kernel = await DotKernel.create();
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      const { job, release } = fixture(kernel, 128, 100, 2, 3);
+      const bytes = kernel.candidateBytes(2, 8);
+      // Codes at the top of the 4 GiB address space, which the memory never reaches here.
+      const outside = { ...job(8, [-Infinity, -Infinity], kernel.allocate(bytes)), codes: 2 ** 32 - 64 };
+      const failing = kernel.run([outside]);
+      const after = validRun(kernel);
+      await expect(failing).rejects.toThrow(FaceRecogError);
+      await expect(failing).rejects.toThrow(/search kernel failed: .*out of bounds/);
+      const { scores, expected } = await after;
+      expect(scores).toEqual(expected);
+      // Many runs, failing and not: an emitter with more than 10 listeners of one kind warns.
+      for (let i = 0; i < 12; i++) {
+        await expect(kernel.run([outside])).rejects.toThrow(/out of bounds/);
+        expect((await validRun(kernel)).scores).toEqual(expected);
+      }
+      release();
+      expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning')).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+      await kernel.stop();
+    }
+  });
+
+  it('abandons a run past its time limit and replaces its workers', async () => {
+    const kernel = await DotKernel.create();
+    try {
+      // Hundreds of passes over a million rows: far beyond a millisecond on any machine.
+      const { job, release } = fixture(kernel, 16, 1_000_000, 2, 5);
+      const bytes = kernel.candidateBytes(2, 8);
+      const slow = job(8, [-Infinity, -Infinity], kernel.allocate(bytes));
+      const hanging = kernel.run(new Array(300).fill(slow), { timeoutMs: 1 });
+      await expect(hanging).rejects.toThrow(/did not finish within 1 ms/);
+      await expect(hanging).rejects.toMatchObject({ code: 'timeout' });
+      const { scores, expected } = await validRun(kernel);
+      expect(scores).toEqual(expected);
+      release();
+    } finally {
+      await kernel.stop();
+    }
   });
 });

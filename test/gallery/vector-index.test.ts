@@ -1,8 +1,11 @@
 // The vector index against a brute-force reference: same neighbours, same similarities, through
-// additions, replacements and swap-removals across block boundaries, and while mutations race
-// with searches.
+// additions, replacements and swap-removals across block boundaries, while mutations race with
+// searches, and for galleries of near-duplicates (many photos of look-alikes), where 8-bit scores
+// cannot tell the best rows apart. A failing kernel run fails its search only.
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { FaceRecogError } from '../../src/errors.js';
+import { DotKernel } from '../../src/gallery/dot-kernel.js';
 import { VectorIndex } from '../../src/gallery/vector-index.js';
 
 const DIM = 16;
@@ -52,6 +55,21 @@ function expectSameHits(actual: { key: number; similarity: number }[], reference
     expect(reference.has(hit.key)).toBe(true);
     expect(dot(query, reference.get(hit.key)!)).toBeCloseTo(hit.similarity, 5);
   });
+}
+
+/** `center` turned by a tiny random angle (components moved by up to `spread`), renormalised. */
+function nearby(center: Float32Array, random: () => number, spread: number): Float32Array {
+  const v = center.map((x) => x + (random() * 2 - 1) * spread);
+  const norm = Math.hypot(...v);
+  return v.map((x) => x / norm);
+}
+
+/** Exactly brute force: the same similarities, bit for bit, at every rank (ties may swap keys). */
+function expectExactHits(actual: { key: number; similarity: number }[], reference: Map<number, Float32Array>, query: Float32Array, k: number): void {
+  const expected = bruteForce(reference, query, k);
+  expect(actual.map((h) => h.similarity)).toEqual(expected.map((h) => h.similarity));
+  expect(new Set(actual.map((h) => h.key)).size).toBe(actual.length);
+  for (const hit of actual) expect(dot(query, reference.get(hit.key)!)).toBe(hit.similarity);
 }
 
 describe('VectorIndex', () => {
@@ -195,5 +213,82 @@ describe('VectorIndex', () => {
     await index.remove(Array.from({ length: 1000 }, (_, i) => i));
     expect(index.size).toBe(4000);
     expect(index.allocatedBytes).toBe(2 * 2048 * rowBytes + 2 * codeBytes);
+  });
+
+  describe('near-duplicates', () => {
+    // Clusters of faces within tiny angles of each other (spread 1e-4 moves a similarity by about
+    // 1e-3 at most, the size of the 8-bit rounding), big enough that one worker's share of a block
+    // holds far more members than the rows it keeps per query.
+    it.each([
+      { name: 'look-alikes in one block', clusters: 3, members: 400, spread: 1e-4, blockRows: 4096, k: 8 },
+      { name: 'look-alikes across blocks', clusters: 4, members: 300, spread: 3e-4, blockRows: 256, k: 8 },
+      { name: 'the same photo enrolled again and again', clusters: 2, members: 200, spread: 0, blockRows: 1024, k: 8 },
+      { name: 'a deeper look (k = 128)', clusters: 2, members: 600, spread: 1e-4, blockRows: 2048, k: 128 },
+      { name: 'tight clusters among unrelated faces', clusters: 5, members: 150, spread: 2e-5, blockRows: 1024, k: 32 },
+    ])('is exact for $name', async ({ clusters, members, spread, blockRows, k }) => {
+      const random = seeded(clusters * 1000 + members);
+      const index = await VectorIndex.create(128, { blockRows });
+      const reference = new Map<number, Float32Array>();
+      const centers = Array.from({ length: clusters }, () => unitVector(random, 128));
+      // Members interleaved with unrelated faces, so that each cluster spreads over every share.
+      const entries: { key: number; vector: Float32Array }[] = [];
+      for (let i = 0; i < members; i++) {
+        for (const center of centers) entries.push({ key: entries.length, vector: nearby(center, random, spread) });
+        entries.push({ key: entries.length, vector: unitVector(random, 128) });
+      }
+      await index.add(entries);
+      for (const e of entries) reference.set(e.key, e.vector);
+      // Queries: each center, a member, and faces near a center but farther than its members.
+      const queries = centers.flatMap((center) => [center, entries[clusters].vector, nearby(center, random, 0.02)]);
+      const hits = await index.search(queries, k);
+      queries.forEach((q, i) => expectExactHits(hits[i], reference, q, k));
+      await index.close();
+    });
+
+    it('stays exact while look-alikes are replaced and removed', async () => {
+      const random = seeded(99);
+      const index = await VectorIndex.create(128, { blockRows: 512 });
+      const reference = new Map<number, Float32Array>();
+      const center = unitVector(random, 128);
+      const entries = Array.from({ length: 1500 }, (_, key) => ({ key, vector: nearby(center, random, 1e-4) }));
+      await index.add(entries);
+      for (const e of entries) reference.set(e.key, e.vector);
+      for (let round = 0; round < 4; round++) {
+        const [best] = await index.search([center], 16);
+        expectExactHits(best, reference, center, 16);
+        // The best ones leave; others are replaced by even closer look-alikes.
+        await index.remove(best.slice(0, 8).map((h) => h.key));
+        best.slice(0, 8).forEach((h) => reference.delete(h.key));
+        const closer = best.slice(8).map((h) => ({ key: h.key, vector: nearby(center, random, 3e-5) }));
+        await index.add(closer);
+        for (const e of closer) reference.set(e.key, e.vector);
+      }
+      await index.close();
+    });
+  });
+
+  it('fails only the search whose kernel run failed, and lets mutations through', async () => {
+    const kernel = await DotKernel.create();
+    const random = seeded(12);
+    const index = await VectorIndex.create(DIM, { blockRows: 256, kernel });
+    const reference = new Map<number, Float32Array>();
+    const entries = Array.from({ length: 1000 }, (_, key) => ({ key, vector: unitVector(random) }));
+    await index.add(entries);
+    for (const e of entries) reference.set(e.key, e.vector);
+    // A fault inside the kernel: the run reads codes past the end of the address space.
+    const run = kernel.run.bind(kernel);
+    vi.spyOn(kernel, 'run').mockImplementationOnce((jobs) => run(jobs.map((job) => ({ ...job, codes: 2 ** 32 - 64 }))));
+    const query = unitVector(random);
+    const failing = index.search([query], 5);
+    // Queued behind the failing search's read lock, as the gallery sync's would be.
+    const adding = index.add([{ key: 5000, vector: query }]);
+    await expect(failing).rejects.toThrow(FaceRecogError);
+    await adding;
+    reference.set(5000, query);
+    const [hits] = await index.search([query], 5);
+    expectExactHits(hits, reference, query, 5);
+    expect(hits[0].key).toBe(5000);
+    await index.close();
+    await kernel.stop();
   });
 });
