@@ -15,8 +15,8 @@ import { fixturesMissing, MODELS_DIR } from '../helpers/fixtures.js';
 
 const yunet = getModel('yunet-2023mar');
 const mobilefacenet = getModel('mobilefacenet');
-// Downloads from a server that closes each connection: Node 22's and 24's own fetch crashed on about
-// a third of them, so ten fail without the fix all but always.
+// Downloads from a server that closes each connection, on a slow disk: Node 22's and 24's own fetch
+// crashed on about half of them, so ten fail without the fix all but always.
 const CLOSING_DOWNLOADS = 10;
 
 /**
