@@ -24,6 +24,4 @@ install_node() {
 
 [ "$(node_home_major 2>/dev/null)" = "$NODE_MAJOR" ] || install_node
 export PATH="$NODE_HOME/bin:$PATH"
-# Native addons that build from source must use this Node's headers, not those a user-level .npmrc names.
-export npm_config_nodedir="$NODE_HOME"
 echo "CI on Node $(node --version), npm $(npm --version 2>/dev/null)"
