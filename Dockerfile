@@ -6,6 +6,9 @@
 #   docker run -p 8000:8000 -v face-recog-data:/app/data face-recog     (embedded PostgreSQL, kept in the volume)
 
 FROM node:24-bookworm-slim AS build
+# The classic builder keeps this stage as an untagged image (1 GB): `docker image prune --filter
+# label=face-recog.stage=build` removes it (.ci/docker does).
+LABEL face-recog.stage=build
 WORKDIR /app
 COPY package.json package-lock.json .npmrc tsconfig.json tsconfig.build.json ./
 COPY packages/client packages/client
