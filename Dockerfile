@@ -15,9 +15,9 @@ COPY packages/client packages/client
 COPY src src
 # npm ci runs `prepare` = `npm run build`: dist/ (service, CLI) and packages/client/dist/ (the client).
 RUN npm ci --no-audit --no-fund
-# Only what the service runs: no dev dependencies; onnxruntime-node's binaries for this platform only
-# (the package ships five platforms' binaries: 245 MB for the other four); no type declarations, source maps or
-# static libraries, which nothing loads at run time (14 MB). Licences and READMEs stay.
+# Only what the service runs: no dev dependencies; onnxruntime-node's binaries for this platform
+# only (the package ships five platforms': 245 MB for the other four); no type declarations, source
+# maps or static libraries, which nothing loads at run time (13 MB). Licences and READMEs stay.
 RUN npm prune --omit=dev --no-audit --no-fund \
  && platform=$(node -p 'process.platform + "/" + process.arch') \
  && find node_modules/onnxruntime-node/bin/napi-v6 -mindepth 2 -maxdepth 2 ! -path "*/napi-v6/$platform" -exec rm -rf {} + \
