@@ -1,7 +1,7 @@
 // The realtime helper against the real /ws/realtime: results, frames replaced while one is in
 // flight, service errors, reconnecting after the service goes away and comes back, auth.
 import { WebSocket as WsWebSocket } from 'ws';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { fixturesMissing, readTestdata } from '../../../test/helpers/fixtures.js';
 import {
   FaceRecogApiError,
@@ -56,10 +56,22 @@ describe.skipIf(fixturesMissing)('realtime helper against the real service', () 
   });
   afterAll(() => service?.close());
 
-  it('in Node 20 it loads ws by itself; a frame comes back as results naming the visitor', async () => {
-    expect((globalThis as { WebSocket?: unknown }).WebSocket).toBeUndefined();
+  it("uses Node's global WebSocket by default; a frame comes back as results naming the visitor", async () => {
+    const NodeWebSocket = (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    expect(NodeWebSocket).toBeDefined();
+    let constructed = 0;
+    vi.stubGlobal(
+      'WebSocket',
+      class extends (NodeWebSocket as unknown as typeof globalThis.WebSocket) {
+        constructor(url: string) {
+          super(url);
+          constructed++;
+        }
+      },
+    );
     const realtime = connect();
-    await realtime.once('open');
+    await realtime.once('open').finally(() => vi.unstubAllGlobals());
+    expect(constructed).toBe(1);
     expect(realtime.connected).toBe(true);
     const id = realtime.send(OBAMA);
     const results = await resultsFor(realtime, id);
@@ -67,6 +79,14 @@ describe.skipIf(fixturesMissing)('realtime helper against the real service', () 
     expect(results.faces[0]).toMatchObject({ visitor_id: 'obama', matched: true });
     expect(results.latency_ms).toBeGreaterThan(0);
     expect(results.roundTripMs).toBeGreaterThanOrEqual(results.latency_ms - 1);
+  });
+
+  it('without a global WebSocket (Node before 22) it loads ws by itself', async () => {
+    vi.stubGlobal('WebSocket', undefined);
+    const realtime = connect();
+    await realtime.once('open').finally(() => vi.unstubAllGlobals());
+    const results = await resultsFor(realtime, realtime.send(OBAMA));
+    expect(results.faces[0]).toMatchObject({ visitor_id: 'obama', matched: true });
   });
 
   it('frames sent before the socket opens wait, and only the newest of them goes out', async () => {

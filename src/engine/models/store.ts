@@ -7,6 +7,7 @@ import { mkdir, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import type { Agent, Response } from 'undici';
 import { FaceRecogError } from '../../errors.js';
 import type { ModelManifest } from './registry.js';
 
@@ -24,6 +25,19 @@ export interface ModelStoreOptions {
   /** Base URL that replaces each model's own download location (a local mirror). */
   mirror?: string;
   onProgress?: (progress: DownloadProgress) => void;
+}
+
+/**
+ * undici 8's fetch, not the global one: the undici bundled with Node 22 and 24 (6.x, 7.x) throws an
+ * uncatchable AssertionError when a server closes the connection while the body waits on the disk
+ * (nodejs/undici#5360; plain HTTP/1.0 mirrors such as `python3 -m http.server` do that). With an
+ * Agent of its own, because undici's fetch otherwise shares the global dispatcher of Node's fetch.
+ * Loaded at the first download: models already in MODELS_DIR need no HTTP client.
+ */
+let httpClient: Promise<{ fetch: typeof import('undici').fetch; agent: Agent }> | undefined;
+function downloadClient(): NonNullable<typeof httpClient> {
+  httpClient ??= import('undici').then(({ fetch, Agent }) => ({ fetch, agent: new Agent() }));
+  return httpClient;
 }
 
 export function modelUrl(manifest: ModelManifest, mirror?: string): string {
@@ -89,7 +103,8 @@ export async function downloadModel(
 ): Promise<void> {
   let response: Response;
   try {
-    response = await fetch(url, { redirect: 'follow' });
+    const { fetch, agent } = await downloadClient();
+    response = await fetch(url, { redirect: 'follow', dispatcher: agent });
   } catch (cause) {
     throw new FaceRecogError(
       'model_unavailable',
