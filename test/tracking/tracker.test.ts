@@ -146,8 +146,8 @@ describe('association', () => {
 
 describe('identity over the track', () => {
   it('needs window / 2 < votes <= window', () => {
-    expect(() => new TrackIdentity(THRESHOLD, { window: 4, votes: 2 })).toThrow(/votes/);
-    expect(() => new TrackIdentity(THRESHOLD, { window: 3, votes: 4 })).toThrow(/votes/);
+    expect(() => new TrackIdentity(THRESHOLD, { window: 4, votes: 2, margin: 0 })).toThrow(/votes/);
+    expect(() => new TrackIdentity(THRESHOLD, { window: 3, votes: 4, margin: 0 })).toThrow(/votes/);
   });
 
   it('a single frame above the threshold does not name a stranger', () => {
@@ -164,6 +164,18 @@ describe('identity over the track', () => {
     expect(identity.add(match('alice', 0.6))).toBeNull();
     expect(identity.add(match('alice', 0.7))).toEqual({ visitorId: 'alice', confidence: expect.closeTo(0.6, 6) });
     expect(identity.visitorId).toBe('alice');
+  });
+
+  it('a dip in one frame does not hold the naming back', () => {
+    const identity = new TrackIdentity(THRESHOLD);
+    expect([0.6, 0.3, 0.62, 0.64].map((s) => identity.add(match('alice', s))?.visitorId ?? null)).toEqual([null, null, null, 'alice']);
+  });
+
+  it('a lookalike whose frames hover at the threshold is never named', () => {
+    const identity = new TrackIdentity(THRESHOLD);
+    // Every frame is a "match" by the threshold alone, but their mean stays below threshold + margin.
+    for (let i = 0; i < 300; i++) expect(identity.add(match('lookalike', 0.45 + (i % 7) * 0.01))).toBeNull();
+    expect(identity.visitorId).toBeNull();
   });
 
   it('a named track keeps its visitor through weak frames and a stray frame naming someone else', () => {
@@ -189,14 +201,14 @@ describe('identity over the track', () => {
   it('the tracker reports the track identity on every face of the track, not the frame alone', () => {
     const alice = person();
     const t = tracker();
-    const similarities = [0.5, 0.55, 0.6, 0.3, 0.2, 0.58];
+    const similarities = [0.55, 0.6, 0.65, 0.3, 0.2, 0.58];
     const reported = similarities.map((s, i) => t.update([face(120 + i, 80, alice())], [match('alice', s)], i * FRAME_MS).faces[0]);
     expect(reported.map((f) => f.matched)).toEqual([false, false, true, true, true, true]);
     expect(reported.map((f) => f.visitorId)).toEqual([null, null, 'alice', 'alice', 'alice', 'alice']);
     // Unnamed: the frame's own similarity; named: the track's confidence.
-    expect(reported[0].confidence).toBe(0.5);
-    expect(reported[2].confidence).toBeCloseTo(0.55, 6);
-    expect(reported[4].confidence).toBeCloseTo(0.6, 6);
+    expect(reported[0].confidence).toBe(0.55);
+    expect(reported[2].confidence).toBeCloseTo(0.6, 6);
+    expect(reported[5].confidence).toBeCloseTo((0.6 + 0.65 + 0.58) / 3, 6);
   });
 
   it('faces that are not embedded take no vote but carry the track identity', () => {

@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
+import type { Face } from '../../../src/engine/detect.js';
 import type { FaceEngine, FaceWithEmbedding } from '../../../src/engine/engine.js';
 import { decodeImage, type RgbImage } from '../../../src/engine/image.js';
 import type { Match } from '../../../src/gallery/types.js';
@@ -103,17 +104,14 @@ const BRIGHTNESS = { min: 0.55, max: 1.25 };
 const BLUR_SIGMAS = [0, 0, 0, 0.8, 1.6];
 
 /**
- * `frames` JPEG frames in which the most confident face of `photo` walks up to the camera: the face
+ * `frames` JPEG frames in which the face at `box` of `photo` walks up to the camera: the face
  * grows from 45 to 150 px wide, drifts across a blurred background, and every frame has its own
  * brightness, blur and JPEG quality (what a lobby camera does to a face), all from `seed`.
  */
-export async function walkUpStream(engine: FaceEngine, photo: string, seed: number, frames: number): Promise<Buffer[]> {
+export async function walkUpStream(photo: string, box: Face['box'], seed: number, frames: number): Promise<Buffer[]> {
   const random = seededRandom(seed);
-  const source = readTestdata(photo);
-  const image = await decodeImage(source);
-  const [face] = await engine.detect(image);
-  if (!face) throw new Error(`no face in ${photo}`);
-  const [fx, fy, fw, fh] = face.box;
+  const image = await decodeImage(readTestdata(photo));
+  const [fx, fy, fw, fh] = box;
   const cropSide = Math.min(image.width, image.height, Math.round(fw * CROP_FACE_WIDTHS));
   const left = clamp(Math.round(fx + fw / 2 - cropSide / 2), 0, image.width - cropSide);
   const top = clamp(Math.round(fy + fh / 2 - cropSide / 2), 0, image.height - cropSide);
