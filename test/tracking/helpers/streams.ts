@@ -20,6 +20,8 @@ export const CLIP_FPS = 30000 / 1001;
 /** The person on stage in frames ~82-210 (MANIFEST.md); alex_lacamoire is the pianist, never detected. */
 export const CLIP_VISITOR = 'lin_manuel_miranda';
 export const CLIP_CAST = [CLIP_VISITOR, 'alex_lacamoire'];
+/** The frames in which YuNet finds him: MANIFEST.md says ~90-210, the detector has him from 82 as he walks on. */
+export const CLIP_VISITOR_FRAMES = { first: 82, last: 210 };
 
 // The service embeds at most this many faces per frame by default (MAX_FACES).
 const MAX_FACES = 20;
