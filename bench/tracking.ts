@@ -206,11 +206,14 @@ async function main(): Promise<void> {
     '3 of 5, mean +0.15': tracked({ window: 5, votes: 3, margin: 0.15 }),
     '5 of 8, mean +0.1': tracked({ window: 8, votes: 5, margin: 0.1 }),
   };
+  const clipStrangers = streams.filter((s) => s.name === 'clip, cast not enrolled');
   const rows = Object.entries(rules).map(([rule, decide]) => {
     const f = measure(streams, decide);
+    const clip = measure(clipStrangers, decide);
     return {
       rule,
       'false accepts / face-frame': `${f.falseAccepts}/${f.strangerFaceFrames} = ${round2((100 * f.falseAccepts) / f.strangerFaceFrames)}%`,
+      'clip, cast not enrolled: false accepts': `${clip.falseAccepts}/${clip.strangerFaceFrames}`,
       'strangers named': `${f.strangersNamed}/${f.strangerStreams}`,
       'false arrivals': rule === 'each frame alone' ? 'n/a' : f.falseArrivals,
       'visitors never named': `${f.neverNamed}/${f.visitorStreams}`,

@@ -74,20 +74,24 @@ const LOST_AFTER_MS = 1000;
 // there when frames resume may have left and come back.
 const FORGET_AFTER_MS = 10_000;
 
+type Box = Face['box'];
+
 class Track {
   readonly id: string;
   readonly identity: TrackIdentity;
-  box: Face['box'];
-  appearance: Float32Array | null = null;
+  box: Box;
+  /** Running mean of the face's embeddings; null until one is embedded. */
+  appearance: Float32Array | null;
   lastSeenAt: number;
+  /** Frames in a row without the face. */
   missed = 0;
 
   constructor(id: string, face: TrackerFace, at: number, identity: TrackIdentity) {
     this.id = id;
     this.identity = identity;
     this.box = face.box;
+    this.appearance = face.embedding;
     this.lastSeenAt = at;
-    this.see(face, at);
   }
 
   see(face: TrackerFace, at: number): void {
@@ -150,7 +154,7 @@ export class FaceTracker {
     this.forgetLost(at);
     const assigned = this.associate(faces);
     const events: VisitorEvent[] = [];
-    const seen = new Set<Track>();
+    const present = new Set<Track>();
     const tracked = faces.map((face, i): TrackedFace => {
       let track = assigned[i];
       if (track) track.see(face, at);
@@ -158,9 +162,10 @@ export class FaceTracker {
         track = new Track(`${this.idPrefix}-${++this.created}`, face, at, new TrackIdentity(this.threshold, this.rule));
         this.tracks.push(track);
       }
-      seen.add(track);
+      present.add(track);
       const match = face.embedding ? (matches[i] ?? null) : null;
       if (face.embedding) {
+        // Only embedded frames are evidence; the others carry the track's identity as it stands.
         const named = track.identity.add(match);
         if (named && this.arrivals.arrive(this.ledgerCamera, named.visitorId, at)) {
           events.push(arrivalEvent(named.visitorId, track.id, this.camera, named.confidence, at));
@@ -175,7 +180,7 @@ export class FaceTracker {
         confidence: visitorId ? track.identity.confidence : (match?.similarity ?? null),
       };
     });
-    for (const track of this.tracks) if (!seen.has(track)) track.missed++;
+    for (const track of this.tracks) if (!present.has(track)) track.missed++;
     this.forgetLost(at);
     for (const event of events) this.onEvent(event);
     return { faces: tracked, events };
@@ -190,7 +195,7 @@ export class FaceTracker {
     const pairs: { face: number; track: Track; affinity: number }[] = [];
     faces.forEach((face, i) => {
       for (const track of this.tracks) {
-        const affinity = this.affinity(track, face);
+        const affinity = affinityOf(track, face);
         if (affinity !== null) pairs.push({ face: i, track, affinity });
       }
     });
@@ -205,18 +210,17 @@ export class FaceTracker {
     return assigned;
   }
 
-  /** How well `face` continues `track` (higher is better), or null when it cannot be the same person. */
-  private affinity(track: Track, face: TrackerFace): number | null {
-    const overlap = iou(track.box, face.box);
-    const appearance = track.appearance && face.embedding ? cosineSimilarity(track.appearance, face.embedding) : null;
-    if (appearance !== null && appearance < APPEARANCE_DIFFERENT) return null;
-    const near = centreDistance(track.box, face.box) <= MAX_JUMP_WIDTHS * Math.max(track.box[2], face.box[2]);
-    if (overlap >= MIN_IOU || (appearance !== null && appearance >= APPEARANCE_SAME && near)) return overlap + (appearance ?? 0);
-    return null;
-  }
 }
 
-type Box = Face['box'];
+/** How well `face` continues `track` (higher is better), or null when it cannot be the same person. */
+function affinityOf(track: Track, face: TrackerFace): number | null {
+  const overlap = iou(track.box, face.box);
+  const appearance = track.appearance && face.embedding ? cosineSimilarity(track.appearance, face.embedding) : null;
+  if (appearance !== null && appearance < APPEARANCE_DIFFERENT) return null;
+  const near = centreDistance(track.box, face.box) <= MAX_JUMP_WIDTHS * Math.max(track.box[2], face.box[2]);
+  if (overlap >= MIN_IOU || (appearance !== null && appearance >= APPEARANCE_SAME && near)) return overlap + (appearance ?? 0);
+  return null;
+}
 
 /** Intersection over union of two [x, y, width, height] boxes. */
 export function iou(a: Box, b: Box): number {
