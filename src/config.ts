@@ -5,6 +5,7 @@ import { DEFAULT_DETECT_SIZE } from './engine/engine.js';
 import { DEFAULT_IMAGE_LIMITS } from './engine/image.js';
 import { getDetector, getRecognizer } from './engine/models/registry.js';
 import { DEFAULT_DATABASE_SCHEMA, SCHEMA_NAME } from './gallery/service-schema.js';
+import { DEFAULT_EVENT_COOLDOWN_S } from './server/tracking/events.js';
 
 export interface Config {
   host: string;
@@ -43,6 +44,12 @@ export interface Config {
   /** Origins allowed by CORS; empty: CORS closed. */
   corsOrigins: string[];
   ws: { maxMessageBytes: number; heartbeatMs: number; maxConnections: number };
+  events: {
+    /** A visitor seen again on a camera raises "arrived" again only after this long out of its view. */
+    cooldownS: number;
+    /** Where events are POSTed, signed with the secret; null: no webhook. */
+    webhook: { url: string; secret: string } | null;
+  };
   gallery: {
     /** How often the visitor tables are checked for changes. */
     pollMs: number;
@@ -109,6 +116,24 @@ function model<T>(name: string, value: string, lookup: (n: string) => T): string
   return value;
 }
 
+function webhook(env: Env): { url: string; secret: string } | null {
+  const url = read(env, 'WEBHOOK_URL');
+  if (url === undefined) return null;
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new ConfigError(`WEBHOOK_URL=${url} is not a URL; expected http(s)://host/path`);
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+    throw new ConfigError(`WEBHOOK_URL uses ${parsed.protocol}; expected an http:// or https:// URL`);
+  }
+  const secret = read(env, 'WEBHOOK_SECRET');
+  // Unsigned events would let anyone who finds the receiver announce visitors.
+  if (secret === undefined) throw new ConfigError('WEBHOOK_URL is set but WEBHOOK_SECRET is not: events are signed with it; set a long random secret');
+  return { url, secret };
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const detector = model('DETECTOR', read(env, 'DETECTOR') ?? 'yunet-2023mar', getDetector);
   const recognizer = model('RECOGNIZER', read(env, 'RECOGNIZER') ?? 'sface-2021dec', getRecognizer);
@@ -153,6 +178,10 @@ export function loadConfig(env: Env = process.env): Config {
       maxMessageBytes: number(env, 'WS_MAX_MESSAGE_BYTES', 8 * 1024 * 1024, { min: 1024, integer: true }),
       heartbeatMs: number(env, 'WS_HEARTBEAT_MS', 30_000, { min: 1000, integer: true }),
       maxConnections: number(env, 'WS_MAX_CONNECTIONS', 256, { min: 1, integer: true }),
+    },
+    events: {
+      cooldownS: number(env, 'EVENT_COOLDOWN_S', DEFAULT_EVENT_COOLDOWN_S, { min: 0 }),
+      webhook: webhook(env),
     },
     gallery: {
       pollMs: number(env, 'GALLERY_POLL_MS', 500, { min: 50, integer: true }),

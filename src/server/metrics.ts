@@ -13,6 +13,9 @@ const INFERENCE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 
 export type InferenceStage = 'decode' | 'detect' | 'embed' | 'search';
 export type FrameOutcome = 'processed' | 'dropped' | 'error';
+/** What became of a visitor event sent to WEBHOOK_URL: see webhooks.ts. */
+const WEBHOOK_OUTCOMES = ['delivered', 'failed', 'dropped', 'abandoned'] as const;
+export type WebhookOutcome = (typeof WEBHOOK_OUTCOMES)[number];
 
 export class ServiceMetrics {
   readonly registry = new Registry();
@@ -21,6 +24,8 @@ export class ServiceMetrics {
   private readonly inference: Histogram<'model' | 'stage'>;
   private readonly frames: Counter<'outcome'>;
   private readonly wsConnections: Gauge;
+  private readonly webhookDeliveries: Counter<'outcome'>;
+  private readonly webhookRetries: Counter;
 
   constructor(sources: MetricSources) {
     const registers = [this.registry];
@@ -52,6 +57,19 @@ export class ServiceMetrics {
       registers,
     });
     this.wsConnections = new Gauge({ name: 'face_recog_ws_connections', help: 'Open WebSocket connections', registers });
+    this.webhookDeliveries = new Counter({
+      name: 'face_recog_webhook_deliveries_total',
+      help: 'Visitor events sent to WEBHOOK_URL by outcome: delivered (2xx), failed (retries exhausted or refused), dropped (queue full, oldest first), abandoned (still queued at shutdown)',
+      labelNames: ['outcome'],
+      registers,
+    });
+    // Every outcome shows from the start, so that a rate over them is defined before the first event.
+    for (const outcome of WEBHOOK_OUTCOMES) this.webhookDeliveries.inc({ outcome }, 0);
+    this.webhookRetries = new Counter({
+      name: 'face_recog_webhook_retries_total',
+      help: 'Webhook attempts repeated after the receiver failed (unreachable, timeout, 408, 429 or 5xx)',
+      registers,
+    });
     new Gauge({
       name: 'face_recog_queue_depth',
       help: 'Inference tasks waiting for a slot, by lane',
@@ -100,6 +118,14 @@ export class ServiceMetrics {
 
   countFrames(outcome: FrameOutcome, count = 1): void {
     this.frames.inc({ outcome }, count);
+  }
+
+  countWebhook(outcome: WebhookOutcome, count = 1): void {
+    this.webhookDeliveries.inc({ outcome }, count);
+  }
+
+  countWebhookRetry(): void {
+    this.webhookRetries.inc();
   }
 
   connectionOpened(): void {
