@@ -2,7 +2,7 @@
 // with 1001 after their last answer.
 import http from 'node:http';
 import net from 'node:net';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
 import { fixturesMissing } from '../helpers/fixtures.js';
 import { base64Of, holdSlot, startServer, type TestServer } from './helpers/server.js';
@@ -96,15 +96,16 @@ describe.skipIf(fixturesMissing)('graceful shutdown', () => {
     for (const id of ['current', 'waiting', 'newest']) client.send(JSON.stringify({ type: 'frame', image: base64Of(IMAGE), id }));
     await until(() => server.scheduler.depth() === 1, 'the first frame to be queued');
     // 'waiting' was replaced by 'newest' once the metric counts one dropped frame.
-    for (let i = 0; i < 500; i++) {
-      const metrics = await (await fetch(`${server.url}/metrics`)).text();
-      if (/face_recog_ws_frames_total\{outcome="dropped"\} 1/.test(metrics)) break;
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
+    await vi.waitFor(async () => expect(await (await fetch(`${server.url}/metrics`)).text()).toMatch(/face_recog_ws_frames_total\{outcome="dropped"\} 1/), {
+      timeout: 30_000,
+      interval: 5,
+    });
     const closing = server.close();
-    // While the socket's last frame is pending, the listener is still open: new requests are told to go away.
-    let late = await getFresh(server, '/health');
-    for (let i = 0; i < 200 && late.status === 200; i++) late = await getFresh(server, '/health');
+    // While the socket's last frame is pending, the listener is still open: new requests are told
+    // to go away, from the first one sent after the close began (Fastify's own closing state comes
+    // only after its close hooks, so the service refuses on its own).
+    expect(server.service.closing).toBe(true);
+    const late = await getFresh(server, '/health');
     expect(late.status).toBe(503);
     expect(late.body.error.code).toBe('not_ready');
     expect(late.headers.connection).toBe('close');
