@@ -35,7 +35,7 @@ const REALTIME_DESCRIPTION = [
   '|---|---|---|',
   '| client → service | `{ "type": "frame", "image": "<base64>", "id"?: 1 }` | `RealtimeFrame` |',
   '| service → client | `{ "type": "results", "id", "faces": [...], "count", "latency_ms" }`: the answer to a frame | `RealtimeResults` |',
-  '| service → client | `{ "type": "dropped", "ids": [...], "faces": [], "count": 0 }`: frames skipped because a newer one arrived | `RealtimeDropped` |',
+  '| service → client | `{ "type": "dropped", "ids": [...], "faces": [], "count": 0 }`: frames skipped because a newer one arrived, or the service is shutting down | `RealtimeDropped` |',
   '| service → client | `{ "type": "error", "code", "message", "id"?, "faces": [], "count": 0 }`: the connection stays open | `RealtimeErrorMessage` |',
   '',
   'Every message from the service carries `faces` (an array) and `count`. Faces are as in recognize. One frame is processed',

@@ -135,7 +135,10 @@ class RealtimeConnection {
     socket.on('close', () => this.onClose());
   }
 
-  /** Stops taking frames; resolves once the frame in progress (if any) is answered and the waiting one reported dropped. */
+  /**
+   * Stops taking frames (those that arrive from now on are reported dropped at once); resolves
+   * once the frame in progress (if any) is answered and the waiting one reported dropped.
+   */
   async finish(): Promise<void> {
     this.accepting = false;
     if (this.waiting) {
@@ -175,10 +178,6 @@ class RealtimeConnection {
       this.sendError('invalid_request', 'binary messages are not accepted; send JSON text: {"type":"frame","image":"<base64>"}');
       return;
     }
-    if (!this.accepting) {
-      this.sendError('not_ready', 'the service is shutting down; reconnect shortly');
-      return;
-    }
     let frame: Frame;
     try {
       frame = parseFrame(data, this.sequence);
@@ -186,6 +185,12 @@ class RealtimeConnection {
       const bad = error as BadMessage;
       this.parts.metrics.countFrames('error');
       this.sendError('invalid_request', bad.message, bad.id);
+      return;
+    }
+    if (!this.accepting) {
+      // Shutting down: a frame that arrives now is skipped and said so, like the one that waited.
+      this.parts.metrics.countFrames('dropped');
+      this.send({ type: 'dropped', ids: [frame.id], ...NO_FACES });
       return;
     }
     if (this.busy) {

@@ -20,7 +20,7 @@ import { webRoutes } from '../../src/server/web.js';
 
 type Registration = [name: string, plugin: FastifyPluginAsync<any>, options: object];
 
-const parts = new Service(loadConfig({}), { logger: undefined });
+const parts = new Service(loadConfig({}));
 // The order of app.ts, each with the options it takes there.
 const ORDER: Registration[] = [
   ['face-recog-errors', errorHandling, {}],

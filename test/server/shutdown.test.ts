@@ -84,7 +84,7 @@ describe.skipIf(fixturesMissing)('graceful shutdown', () => {
     expect(received).toMatch(/^connection: close/im);
   });
 
-  it('answers the frame in progress, reports the waiting one dropped, then closes WebSockets with 1001', async () => {
+  it('answers the frame in progress, reports the waiting one and any arriving after dropped, then closes WebSockets with 1001', async () => {
     const server = await startServer();
     const client = new WebSocket(`${server.wsUrl}/ws/realtime`);
     await new Promise((resolve, reject) => client.once('open', resolve).once('error', reject));
@@ -109,11 +109,18 @@ describe.skipIf(fixturesMissing)('graceful shutdown', () => {
     expect(late.status).toBe(503);
     expect(late.body.error.code).toBe('not_ready');
     expect(late.headers.connection).toBe('close');
+    // Once the socket is told to finish (the waiting frame counted dropped), a frame that arrives is
+    // reported dropped at once.
+    const dropped = async () => (await server.service.metrics.registry.getSingleMetricAsString('face_recog_ws_frames_total')).match(/outcome="dropped"\} (\d+)/)?.[1];
+    await vi.waitFor(async () => expect(await dropped()).toBe('2'), { timeout: 30_000, interval: 5 });
+    client.send(JSON.stringify({ type: 'frame', image: base64Of(IMAGE), id: 'late' }));
+    await vi.waitFor(() => expect(messages).toHaveLength(1), { timeout: 30_000, interval: 5 });
     busy.release();
 
     expect(await closed).toBe(1001);
-    // The frame in progress is answered; the one still waiting is reported dropped, not silently lost.
+    // The frame in progress is answered; the ones still waiting or arriving are reported dropped, not silently lost.
     expect(messages).toEqual([
+      { type: 'dropped', ids: ['late'], faces: [], count: 0 },
       expect.objectContaining({ type: 'results', id: 'current', count: 1 }),
       { type: 'dropped', ids: ['waiting', 'newest'], faces: [], count: 0 },
     ]);
