@@ -3,6 +3,7 @@
 // sockets do not hold the shutdown open. The service says it is closing (ServiceParts.closing)
 // before Fastify's own close begins: Fastify marks itself closing only after its async close hooks,
 // and a request arriving in between would otherwise be served.
+import { setImmediate as endOfTurn } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { FaceRecogError } from '../errors.js';
@@ -12,6 +13,10 @@ export const lifecycle = fp(
   async (app: FastifyInstance, { parts }: { parts: ServiceParts }) => {
     app.addHook('onRequest', async (request, reply) => {
       reply.header('x-request-id', request.id);
+      // libuv runs signal handlers after the rest of the I/O of the event-loop turn in which it sees
+      // them: deciding at the end of the turn lets a SIGTERM that came with this request's bytes
+      // count as the earlier of the two, as it was sent.
+      await endOfTurn();
       if (parts.closing) {
         throw new FaceRecogError('not_ready', 'the service is shutting down; retry shortly', { retryAfterS: 1 });
       }
