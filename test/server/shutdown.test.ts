@@ -66,6 +66,19 @@ describe.skipIf(fixturesMissing)('graceful shutdown', () => {
     await closing;
   });
 
+  it('refuses a request when the shutdown begins later in the turn in which it arrived, as a SIGTERM that came with its bytes does', async () => {
+    const server = await startServer();
+    let closing: Promise<void> | undefined;
+    // Fastify's own 'request' listener has admitted the request when this one runs.
+    server.app.server.once('request', () => {
+      closing = server.close();
+    });
+    const late = await getFresh(server, '/health');
+    expect(late.status).toBe(503);
+    expect(late.body.error.code).toBe('not_ready');
+    await closing;
+  });
+
   it('ends kept-alive connections after their last answer, so they do not hold the shutdown open', async () => {
     const server = await startServer();
     const busy = holdSlot(server.scheduler);
