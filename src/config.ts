@@ -1,7 +1,7 @@
 // Configuration from the environment, validated once at start. Every setting is optional; the
 // table in README.md lists them. A bad value stops the process with a message naming the variable.
 import { resolve } from 'node:path';
-import { DEFAULT_DETECT_SIZE } from './engine/engine.js';
+import { DEFAULT_DETECT_SIZE, type EngineOptions } from './engine/engine.js';
 import { DEFAULT_IMAGE_LIMITS } from './engine/image.js';
 import { getDetector, getRecognizer } from './engine/models/registry.js';
 import { DEFAULT_DATABASE_SCHEMA, SCHEMA_NAME } from './gallery/service-schema.js';
@@ -187,5 +187,18 @@ export function loadConfig(env: Env = process.env): Config {
       pollMs: number(env, 'GALLERY_POLL_MS', 500, { min: 50, integer: true }),
       batchSize: number(env, 'GALLERY_BATCH', 16, { min: 1, max: 1000, integer: true }),
     },
+  };
+}
+
+/** The models and their settings as the configuration names them: what FaceEngine.load (and FaceDetector.load) takes. */
+export function engineOptions(config: Config): EngineOptions {
+  return {
+    dir: config.models.dir,
+    offline: config.models.offline,
+    mirror: config.models.mirror ?? undefined,
+    detector: config.models.detector,
+    recognizer: config.models.recognizer,
+    detect: config.detect,
+    intraOpThreads: config.inference.intraOpThreads,
   };
 }

@@ -12,7 +12,7 @@ const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
 const INFERENCE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
 export type InferenceStage = 'decode' | 'detect' | 'embed' | 'search';
-export type FrameOutcome = 'processed' | 'dropped' | 'error';
+export type FrameOutcome = 'processed' | 'dropped' | 'cancelled' | 'error';
 /** What became of a visitor event sent to WEBHOOK_URL: see webhooks.ts. */
 const WEBHOOK_OUTCOMES = ['delivered', 'failed', 'dropped', 'abandoned'] as const;
 export type WebhookOutcome = (typeof WEBHOOK_OUTCOMES)[number];
@@ -52,7 +52,7 @@ export class ServiceMetrics {
     });
     this.frames = new Counter({
       name: 'face_recog_ws_frames_total',
-      help: 'WebSocket frames by outcome (processed, dropped for a newer one, error)',
+      help: 'WebSocket frames by outcome (processed, dropped for a newer one, cancelled by their connection closing, error)',
       labelNames: ['outcome'],
       registers,
     });

@@ -5,6 +5,7 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance, FastifySchema } from 'fastify';
+import fp from 'fastify-plugin';
 import type { Registry } from 'prom-client';
 import { ErrorResponse, RealtimeDropped, RealtimeErrorMessage, RealtimeFrame, RealtimeMessage, RealtimeResults } from './schemas.js';
 
@@ -34,7 +35,7 @@ const REALTIME_DESCRIPTION = [
   '|---|---|---|',
   '| client → service | `{ "type": "frame", "image": "<base64>", "id"?: 1 }` | `RealtimeFrame` |',
   '| service → client | `{ "type": "results", "id", "faces": [...], "count", "latency_ms" }`: the answer to a frame | `RealtimeResults` |',
-  '| service → client | `{ "type": "dropped", "ids": [...], "faces": [], "count": 0 }`: frames skipped because a newer one arrived | `RealtimeDropped` |',
+  '| service → client | `{ "type": "dropped", "ids": [...], "faces": [], "count": 0 }`: frames skipped because a newer one arrived, or the service is shutting down | `RealtimeDropped` |',
   '| service → client | `{ "type": "error", "code", "message", "id"?, "faces": [], "count": 0 }`: the connection stays open | `RealtimeErrorMessage` |',
   '',
   'Every message from the service carries `faces` (an array) and `count`. Faces are as in recognize. One frame is processed',
@@ -85,25 +86,29 @@ export async function metricsDoc(registry: Registry): Promise<FastifySchema> {
   };
 }
 
-export async function installOpenApi(app: FastifyInstance, version: string): Promise<void> {
-  await app.register(swagger, {
-    openapi: {
-      openapi: '3.1.0',
-      info: { title: 'face-recog', version, description: DESCRIPTION },
-      tags: [
-        { name: 'faces', description: 'Detection, features, recognition, verification' },
-        { name: 'realtime', description: 'Camera feeds over a WebSocket' },
-        { name: 'service', description: 'Health and metrics' },
-      ],
-      components: {
-        securitySchemes: {
-          bearer: { type: 'http', scheme: 'bearer' },
-          apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
+/** /openapi.json and /docs. @fastify/swagger documents the routes registered after it: theirs depend on this plugin. */
+export const openApi = fp(
+  async (app: FastifyInstance, { version }: { version: string }) => {
+    await app.register(swagger, {
+      openapi: {
+        openapi: '3.1.0',
+        info: { title: 'face-recog', version, description: DESCRIPTION },
+        tags: [
+          { name: 'faces', description: 'Detection, features, recognition, verification' },
+          { name: 'realtime', description: 'Camera feeds over a WebSocket' },
+          { name: 'service', description: 'Health and metrics' },
+        ],
+        components: {
+          securitySchemes: {
+            bearer: { type: 'http', scheme: 'bearer' },
+            apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
+          },
+          schemas: structuredClone(MESSAGE_SCHEMAS),
         },
-        schemas: structuredClone(MESSAGE_SCHEMAS),
       },
-    },
-  });
-  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', deepLinking: true } });
-  app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
-}
+    });
+    await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', deepLinking: true } });
+    app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
+  },
+  { name: 'face-recog-openapi', fastify: '5.x' },
+);

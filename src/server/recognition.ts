@@ -2,7 +2,8 @@
 import type { Face } from '../engine/detect.js';
 import { FaceRecogError } from '../errors.js';
 import type { Gallery, Match } from '../gallery/types.js';
-import type { Analysis } from './pipeline.js';
+import type { Analysis, InferencePipeline } from './pipeline.js';
+import type { Deadline } from './scheduler.js';
 import type { RecognizedFaceBody } from './schemas.js';
 
 /** A face in a detect answer: `confidence` is the detector's score (the guide's DetectResponse). */
@@ -43,15 +44,19 @@ export function recognizedFace(face: Face, match: Match | null, threshold: numbe
   return { ...detected, confidence: similarity, visitor_id: matched ? match.visitorId : null, matched };
 }
 
-/** Every face of the analysis with its best visitor; faces beyond the embedded ones stay unmatched. */
+/**
+ * Every face of the analysis with its best visitor; faces beyond the embedded ones stay unmatched.
+ * The search, with its database confirmation, runs within the request's deadline.
+ */
 export async function recognizeFaces(
-  analysis: Analysis,
+  pipeline: InferencePipeline,
   gallery: Gallery | null,
+  analysis: Analysis,
   threshold: number,
-  timeSearch: <T>(search: () => Promise<T>) => Promise<T>,
+  deadline: Deadline,
 ): Promise<RecognizedFaceBody[]> {
   if (analysis.faces.length === 0) return [];
   if (!gallery) throw new FaceRecogError('not_ready', 'the visitor gallery is starting; retry shortly', { retryAfterS: 2 });
-  const matches = await timeSearch(() => gallery.search(analysis.embeddings));
+  const matches = await pipeline.timeSearch(() => gallery.search(analysis.embeddings, deadline));
   return analysis.faces.map((face, i) => recognizedFace(face, matches[i] ?? null, threshold));
 }

@@ -1,0 +1,138 @@
+// The composition root: the one place that builds the service from its configuration (the
+// scheduler, the metrics, the engine and its one pipeline, the gallery fed by that pipeline, the
+// app over them) and starts and stops them in order. `npm start`, the tests and the benchmarks all
+// run the service through it; tests hand it their own engine or gallery.
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { engineOptions, type Config } from '../config.js';
+import { FaceEngine } from '../engine/engine.js';
+import { downloadProgressReporter } from '../engine/models/progress.js';
+import { startGallery, type GalleryOptions } from '../gallery/index.js';
+import type { Gallery } from '../gallery/types.js';
+import { buildApp } from './app.js';
+import { createLogger } from './logging.js';
+import { ServiceMetrics } from './metrics.js';
+import type { ServiceParts } from './parts.js';
+import { InferencePipeline } from './pipeline.js';
+import type { OpenConnectionStage } from './realtime.js';
+import { InferenceScheduler } from './scheduler.js';
+
+export interface ServiceOptions {
+  /** Default: a pino logger at LOG_LEVEL on stdout (logging.ts). */
+  logger?: Logger;
+  /** Shown in the OpenAPI document. */
+  version?: string;
+  /** Default: the configured models (engineOptions), downloaded with a progress bar where missing. */
+  loadEngine?: () => Promise<FaceEngine>;
+  /** Default: the PostgreSQL gallery of the configuration (galleryOptions), enrolling through `pipeline`. */
+  openGallery?: (pipeline: InferencePipeline, logger: Logger) => Promise<Gallery>;
+  /** Per-connection work on realtime results (realtime.ts, ConnectionStage). */
+  openConnectionStage?: OpenConnectionStage;
+}
+
+/** The gallery the configuration names, enrolling stored images with the pipeline's extractor. */
+export function galleryOptions(config: Config, pipeline: InferencePipeline, logger: Logger): GalleryOptions {
+  const { recognizer } = pipeline.engine;
+  return {
+    databaseUrl: config.databaseUrl,
+    databaseSchema: config.databaseSchema,
+    dataDir: config.dataDir,
+    model: recognizer.name,
+    dimension: recognizer.dimension,
+    extractor: pipeline.extractor,
+    pollMs: config.gallery.pollMs,
+    batchSize: config.gallery.batchSize,
+    logger,
+  };
+}
+
+export class Service implements ServiceParts {
+  readonly scheduler: InferenceScheduler;
+  readonly metrics: ServiceMetrics;
+  readonly startedAt = Date.now();
+  readonly logger: Logger;
+  readonly app: FastifyInstance;
+  private state: { engine: FaceEngine; pipeline: InferencePipeline } | null = null;
+  private currentGallery: Gallery | null = null;
+  private starting: Promise<void> | null = null;
+  private closeRequested = false;
+
+  constructor(
+    readonly config: Config,
+    private readonly options: ServiceOptions = {},
+  ) {
+    this.logger = options.logger ?? createLogger(config.logLevel);
+    this.scheduler = new InferenceScheduler(config.inference);
+    this.metrics = new ServiceMetrics({ scheduler: this.scheduler, gallery: () => this.currentGallery });
+    this.app = buildApp(this, { logger: this.logger, version: options.version ?? '0.0.0', openConnectionStage: options.openConnectionStage });
+  }
+
+  get engine(): FaceEngine | null {
+    return this.state?.engine ?? null;
+  }
+
+  get pipeline(): InferencePipeline | null {
+    return this.state?.pipeline ?? null;
+  }
+
+  get gallery(): Gallery | null {
+    return this.currentGallery;
+  }
+
+  get closing(): boolean {
+    return this.closeRequested;
+  }
+
+  /** From now on requests are answered with this engine, through its one pipeline. */
+  useEngine(engine: FaceEngine): InferencePipeline {
+    const pipeline = new InferencePipeline(engine, this.scheduler, this.config, this.metrics);
+    this.state = { engine, pipeline };
+    return pipeline;
+  }
+
+  /** From now on recognition searches this gallery. */
+  useGallery(gallery: Gallery): void {
+    this.currentGallery = gallery;
+  }
+
+  /** Listens on HOST:PORT (the routes answer `not_ready` until start() has loaded the models); resolves to the address. */
+  listen(): Promise<string> {
+    return this.app.listen({ host: this.config.host, port: this.config.port });
+  }
+
+  /** Loads the models, then starts the gallery (which enrols through the engine's pipeline). */
+  start(): Promise<void> {
+    this.starting ??= this.load();
+    return this.starting;
+  }
+
+  /**
+   * Refuses new requests at once, finishes the work in flight (HTTP and WebSocket), then closes
+   * the gallery and its database (waiting for a gallery still starting, so that it is closed too).
+   */
+  async close(): Promise<void> {
+    // Before app.close(): Fastify marks itself closing only once its async close hooks have run.
+    this.closeRequested = true;
+    await this.app.close();
+    await this.starting?.catch(() => undefined);
+    await this.currentGallery?.close();
+  }
+
+  private async load(): Promise<void> {
+    const { config, logger } = this;
+    const load = this.options.loadEngine ?? (() => FaceEngine.load({ ...engineOptions(config), onProgress: downloadProgressReporter() }));
+    const engine = await load();
+    logger.info({ detector: engine.detector.manifest.name, recognizer: engine.recognizer.name }, 'models loaded');
+    if (this.closing) return;
+    const pipeline = this.useEngine(engine);
+    const open = this.options.openGallery ?? ((p: InferencePipeline, log: Logger) => startGallery(galleryOptions(config, p, log)));
+    this.useGallery(await open(pipeline, logger));
+  }
+}
+
+/** The service, its app ready (every plugin loaded, their order checked), not yet listening nor started. */
+export async function createService(config: Config, options: ServiceOptions = {}): Promise<Service> {
+  const service = new Service(config, options);
+  await service.app.ready();
+  return service;
+}
