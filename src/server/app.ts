@@ -5,7 +5,7 @@ import rateLimit from '@fastify/rate-limit';
 import websocket from '@fastify/websocket';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Config } from '../config.js';
-import type { FaceEngine } from '../engine/engine.js';
+import type { InferenceEngine } from '../engine/analysis.js';
 import { FaceRecogError } from '../errors.js';
 import type { Gallery } from '../gallery/types.js';
 import { ApiKeys, installAuth, requiresKey } from './auth.js';
@@ -24,7 +24,7 @@ export interface AppDeps {
   /** A pino logger (see logging.ts: it redacts keys and images). */
   logger: FastifyBaseLogger;
   /** The engine, or null while the models load (routes answer 503 not_ready meanwhile). */
-  engine: () => FaceEngine | null;
+  engine: () => InferenceEngine | null;
   /** The visitor gallery, or null while it starts. */
   gallery: () => Gallery | null;
   scheduler: InferenceScheduler;
@@ -66,7 +66,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   const startedAt = Date.now();
 
-  const pipelines = new WeakMap<FaceEngine, InferencePipeline>();
+  const pipelines = new WeakMap<InferenceEngine, InferencePipeline>();
   const pipeline = (): InferencePipeline => {
     const engine = deps.engine();
     if (!engine) throw new FaceRecogError('not_ready', 'the models are still loading; retry shortly', { retryAfterS: 5 });

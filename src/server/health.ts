@@ -1,14 +1,14 @@
 // /health: ok as soon as the models are loaded and the database answers (even while the gallery is
 // still reconciling); otherwise starting or degraded, with the reasons. A permission the service's
 // database role lacks degrades it, and the reason carries the SQL that grants it.
-import type { FaceEngine } from '../engine/engine.js';
+import type { InferenceEngine } from '../engine/analysis.js';
 import { describeProblem, isBlocking } from '../gallery/problems.js';
 import type { Gallery, GalleryStatus } from '../gallery/types.js';
 import type { InferenceScheduler } from './scheduler.js';
 import type { HealthBody } from './schemas.js';
 
 export interface HealthSources {
-  engine: () => FaceEngine | null;
+  engine: () => InferenceEngine | null;
   gallery: () => Gallery | null;
   scheduler: InferenceScheduler;
   /** MATCH_THRESHOLD; null: the recognizer's own. */
@@ -58,7 +58,7 @@ export function healthReport(sources: HealthSources): { statusCode: 200 | 503; b
       models:
         engine && recognizer
           ? {
-              detector: engine.detector.manifest.name,
+              detector: engine.detectorName,
               recognizer: recognizer.name,
               dimension: recognizer.dimension,
               match_threshold: sources.matchThreshold ?? recognizer.defaultThreshold,

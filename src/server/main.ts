@@ -3,7 +3,7 @@
 // failure prints one line saying what is wrong and exits 1.
 import { readFileSync } from 'node:fs';
 import { loadConfig, type Config } from '../config.js';
-import { FaceEngine } from '../engine/engine.js';
+import { EnginePool } from '../engine/worker-pool.js';
 import { downloadProgressReporter } from '../engine/models/progress.js';
 import { startGallery } from '../gallery/index.js';
 import type { Gallery } from '../gallery/types.js';
@@ -30,7 +30,7 @@ function packageVersion(): string {
 async function main(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel);
   const scheduler = new InferenceScheduler(config.inference);
-  let engine: FaceEngine | null = null;
+  let engine: EnginePool | null = null;
   let gallery: Gallery | null = null;
   let stopping = false;
   let startup: Promise<void> = Promise.resolve();
@@ -52,6 +52,7 @@ async function main(config: Config): Promise<void> {
     // A gallery still starting is waited for, so that its database is closed too.
     await startup.catch(() => undefined);
     await gallery?.close();
+    await engine?.close();
     logger.info('stopped');
     process.exit(0);
   };
@@ -64,7 +65,7 @@ async function main(config: Config): Promise<void> {
   await startup;
 
   async function loadModelsAndGallery(): Promise<void> {
-    engine = await FaceEngine.load({
+    engine = await EnginePool.start({
       dir: config.models.dir,
       offline: config.models.offline,
       mirror: config.models.mirror ?? undefined,
@@ -73,8 +74,10 @@ async function main(config: Config): Promise<void> {
       recognizer: config.models.recognizer,
       detect: config.detect,
       intraOpThreads: config.inference.intraOpThreads,
+      workers: config.inference.workers,
+      tasksPerWorker: Math.ceil(config.inference.concurrency / config.inference.workers),
     });
-    logger.info({ detector: config.models.detector, recognizer: engine.recognizer.name }, 'models loaded');
+    logger.info({ detector: config.models.detector, recognizer: engine.recognizer.name, workers: engine.size }, 'models loaded');
     if (stopping) return;
     const pipeline = new InferencePipeline(engine, scheduler, config, metrics);
     gallery = await startGallery({
