@@ -1,7 +1,14 @@
 // The inference scheduler: bounded concurrency, admission by expected wait, a bounded queue, deadlines, a background lane.
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { loadConfig } from '../../src/config.js';
+import { EnginePool } from '../../src/engine/worker-pool.js';
 import { FaceRecogError } from '../../src/errors.js';
+import { buildApp } from '../../src/server/app.js';
+import { createLogger } from '../../src/server/logging.js';
+import { ServiceMetrics } from '../../src/server/metrics.js';
 import { Deadline, InferenceScheduler } from '../../src/server/scheduler.js';
+import { MODELS_DIR, fixturesMissing, readTestdata } from '../helpers/fixtures.js';
+import { MemoryGallery } from './helpers/memory-gallery.js';
 
 /** A task that runs until released, recording that it started. */
 function gate(log?: string[], name?: string) {
@@ -224,5 +231,61 @@ describe('InferenceScheduler', () => {
       gates.forEach((g) => g.release());
       await Promise.all(tasks);
     });
+  });
+});
+
+describe.skipIf(fixturesMissing)('admission over a real socket, inference in worker threads', () => {
+  // The scheduler's clock is the test's: each measured task "took" TASK_MS, so with one slot the
+  // service rate is 1 / TASK_MS and a request k places back (from 0) expects (k + 1 + 1) * TASK_MS.
+  // The real deadline is long (TIMEOUT_MS), so a slow machine cannot turn a wait into a timeout.
+  const TIMEOUT_MS = 60_000;
+  const TASK_MS = 11_000;
+  const FITS = 4; // (3 + 2) * 11 s = 55 s <= 60 s; a fifth would expect 66 s.
+  const clock = { now: 0 };
+  let pool: EnginePool;
+  let scheduler: InferenceScheduler;
+  let url: string;
+  let close: () => Promise<void>;
+
+  beforeAll(async () => {
+    const env = { RECOGNIZER: 'mobilefacenet', MODELS_DIR, MODELS_OFFLINE: '1', LOG_LEVEL: 'silent', REQUEST_TIMEOUT_MS: String(TIMEOUT_MS) };
+    const config = loadConfig({ ...env, INFERENCE_WORKERS: '1', INFERENCE_CONCURRENCY: '1', ORT_THREADS: '1' });
+    pool = await EnginePool.start({ dir: MODELS_DIR, offline: true, detector: config.models.detector, recognizer: config.models.recognizer, intraOpThreads: 1, workers: 1, tasksPerWorker: 1 });
+    scheduler = new InferenceScheduler({ ...config.inference, now: () => clock.now });
+    const gallery = new MemoryGallery();
+    const app = await buildApp({ config, logger: createLogger('silent'), engine: () => pool, gallery: () => gallery, scheduler, metrics: new ServiceMetrics({ scheduler, gallery: () => gallery }) });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+    close = () => app.close();
+  });
+  afterAll(async () => {
+    await close?.();
+    await pool?.close();
+  });
+
+  const detect = () =>
+    fetch(`${url}/api/v1/detect`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ image: readTestdata('faces/obama/1.jpg').toString('base64') }),
+    });
+
+  it('serves a burst that fits in the timeout and refuses the request beyond it at once, with Retry-After', async () => {
+    await scheduler.run(async () => void (clock.now += TASK_MS));
+    let release!: () => void;
+    const held = scheduler.run(() => new Promise<void>((resolve) => (release = resolve)));
+    const burst = Array.from({ length: FITS }, detect);
+    await vi.waitFor(() => expect(scheduler.depth()).toBe(FITS), { timeout: 30_000, interval: 5 });
+    const refused = await detect();
+    expect(refused.status).toBe(503);
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('overloaded');
+    // The backlog (one running, four waiting, this one) at one task per 11 s.
+    expect(Number(refused.headers.get('retry-after'))).toBe(66);
+    expect(scheduler.depth()).toBe(FITS);
+    release();
+    await held;
+    const answers = await Promise.all(burst);
+    expect(answers.map((a) => a.status)).toEqual(Array(FITS).fill(200));
+    for (const answer of answers) expect(((await answer.json()) as { count: number }).count).toBe(1);
   });
 });
