@@ -28,7 +28,8 @@ export interface TestServer {
 }
 
 export async function startServer(options: { env?: Record<string, string>; engine?: 'loaded' | 'loading'; gallery?: MemoryGallery } = {}): Promise<TestServer> {
-  const config = loadConfig({ RECOGNIZER: 'mobilefacenet', MODELS_DIR, MODELS_OFFLINE: '1', LOG_LEVEL: 'info', ...options.env });
+  // One pipeline at a time, as the in-process test engine runs them: holdSlot() then makes the service busy.
+  const config = loadConfig({ RECOGNIZER: 'mobilefacenet', MODELS_DIR, MODELS_OFFLINE: '1', LOG_LEVEL: 'info', INFERENCE_CONCURRENCY: '1', ...options.env });
   const logs: string[] = [];
   const sink = new Writable({
     write(chunk, _encoding, callback) {
