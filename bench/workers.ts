@@ -24,14 +24,15 @@ interface Shape {
   tasksPerWorker: number;
 }
 
+// Pools with threads 2 give an image run alone two onnxruntime threads, and one each to images
+// run beside others (worker-pool.ts).
 const SHAPES: Shape[] = [
   { name: 'main thread, 2 threads', workers: 0, threads: 2, tasksPerWorker: 1 },
-  { name: '1 worker x 2 threads', workers: 1, threads: 2, tasksPerWorker: 1 },
-  { name: '1 worker x 2 threads, 2 tasks', workers: 1, threads: 2, tasksPerWorker: 2 },
+  { name: '1 worker, 2 threads alone, 2 tasks', workers: 1, threads: 2, tasksPerWorker: 2 },
   { name: '2 workers x 1 thread', workers: 2, threads: 1, tasksPerWorker: 1 },
   { name: '2 workers x 1 thread, 2 tasks', workers: 2, threads: 1, tasksPerWorker: 2 },
-  { name: '2 workers x 2 threads', workers: 2, threads: 2, tasksPerWorker: 1 },
-  { name: '2 workers x 2 threads, 2 tasks', workers: 2, threads: 2, tasksPerWorker: 2 },
+  { name: '2 workers, 2 threads alone', workers: 2, threads: 2, tasksPerWorker: 1 },
+  { name: '2 workers, 2 threads alone, 2 tasks', workers: 2, threads: 2, tasksPerWorker: 2 },
 ];
 
 async function load(shape: Shape): Promise<InferenceEngine> {

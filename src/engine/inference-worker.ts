@@ -1,13 +1,16 @@
-// One inference worker thread (see worker-pool.ts): its own FaceEngine, its own onnxruntime
+// One inference worker thread (see worker-pool.ts): its own FaceEngines, its own onnxruntime
 // sessions. It decodes, detects and embeds the encoded images it is sent, so the decoded pixels
-// are made and dropped here and never cross a thread; only faces and embeddings go back.
+// are made and dropped here and never cross a thread; only faces and embeddings go back. With
+// intraOpThreads above one it holds a second engine of one thread per inference, for the images
+// the pool runs beside others (worker-pool.ts, "wide").
 import { parentPort, workerData } from 'node:worker_threads';
 import { FaceEngine, type EngineOptions } from './engine.js';
 import { toWire, type WorkerReply, type WorkerRequest } from './worker-protocol.js';
 
 const port = parentPort!;
 
-async function answer(engine: FaceEngine, request: WorkerRequest): Promise<WorkerReply> {
+async function answer(engines: Engines, request: WorkerRequest): Promise<WorkerReply> {
+  const engine = request.wide ? engines.wide : engines.narrow;
   if (request.kind === 'analyze') {
     const analysis = await engine.analyzeImage(request.bytes, request.options);
     return { id: request.id, analysis };
@@ -22,15 +25,25 @@ function transferList(reply: WorkerReply): ArrayBuffer[] {
   return [];
 }
 
-let engine: FaceEngine;
+interface Engines {
+  wide: FaceEngine;
+  narrow: FaceEngine;
+}
+
+async function load(options: EngineOptions): Promise<Engines> {
+  const wide = await FaceEngine.load(options);
+  return { wide, narrow: options.intraOpThreads === 1 ? wide : await FaceEngine.load({ ...options, intraOpThreads: 1 }) };
+}
+
+let engines: Engines;
 try {
-  engine = await FaceEngine.load(workerData as EngineOptions);
+  engines = await load(workerData as EngineOptions);
 } catch (error) {
   port.postMessage({ failed: toWire(error) });
   process.exit(1);
 }
 port.on('message', (request: WorkerRequest) => {
-  answer(engine, request).then(
+  answer(engines, request).then(
     (reply) => port.postMessage(reply, transferList(reply)),
     (error: unknown) => port.postMessage({ id: request.id, error: toWire(error) }),
   );

@@ -17,8 +17,13 @@ import { getDetector, getRecognizer } from './models/registry.js';
 import { ensureModel } from './models/store.js';
 import { fromWire, type WireError, type WorkerReply, type WorkerRequest, type WorkerStatus } from './worker-protocol.js';
 
+/**
+ * intraOpThreads is what an image that the pool runs alone gets; images run beside others get one
+ * thread each. Two threads per inference cut one image's latency, but cost a fifth more CPU per
+ * image, which the cores no longer have to spare once every worker is busy.
+ */
 export interface PoolOptions extends EngineOptions {
-  /** Worker threads, each with its own sessions (intraOpThreads threads per inference). */
+  /** Worker threads, each with its own sessions. */
   workers: number;
   /**
    * Tasks a worker holds at once. With two, the next image is decoded (by sharp, on libuv's
@@ -94,10 +99,10 @@ class PoolWorker {
     });
   }
 
-  submit(id: number, task: Task): void {
+  submit(id: number, task: Task, wide: boolean): void {
     this.running.set(id, task);
     const { bytes, transfer } = movable(task.job.bytes);
-    const request: WorkerRequest = { ...task.job, id, bytes };
+    const request: WorkerRequest = { ...task.job, id, wide, bytes };
     this.thread.postMessage(request, transfer);
   }
 
@@ -209,6 +214,7 @@ export class EnginePool implements InferenceEngine {
       if (!worker) return;
       const task = this.waiting.shift()!;
       const id = this.nextId++;
+      const wide = this.pending === 0;
       const settle = () => queueMicrotask(() => this.dispatch());
       worker.submit(id, {
         job: task.job,
@@ -220,7 +226,7 @@ export class EnginePool implements InferenceEngine {
           task.reject(error);
           settle();
         },
-      });
+      }, wide);
     }
   }
 

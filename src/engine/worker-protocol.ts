@@ -3,9 +3,11 @@ import { FaceRecogError, type ErrorCode } from '../errors.js';
 import type { AnalyzeOptions, EnrolmentAnalysis, ImageAnalysis } from './analysis.js';
 import type { ImageLimits } from './image.js';
 
-export type WorkerRequest =
-  | { id: number; kind: 'analyze'; bytes: Uint8Array; options: AnalyzeOptions }
-  | { id: number; kind: 'enrol'; bytes: Uint8Array; limits: ImageLimits };
+/** `wide`: the image runs alone in the pool, on intraOpThreads threads; otherwise on one. */
+export type WorkerRequest = { id: number; wide: boolean } & (
+  | { kind: 'analyze'; bytes: Uint8Array; options: AnalyzeOptions }
+  | { kind: 'enrol'; bytes: Uint8Array; limits: ImageLimits }
+);
 
 export type WorkerReply =
   | { id: number; analysis: ImageAnalysis }
