@@ -37,7 +37,7 @@ export interface Config {
     maxQueue: number;
     /** A request still waiting or running after this gets 503; one not expected to finish within it is refused at once. */
     timeoutMs: number;
-    /** onnxruntime intra-op threads per inference; 0: one per core. */
+    /** onnxruntime intra-op threads for an image run alone (beside others: one each); 0: one per core. */
     intraOpThreads: number;
   };
   auth: { apiKeys: string[] };
@@ -112,7 +112,7 @@ function model<T>(name: string, value: string, lookup: (n: string) => T): string
   return value;
 }
 
-/** Chosen by measurement on 2 cores (bench/workers.ts; README, "Performance"). */
+/** Chosen by measurement on 2 cores (bench/workers.ts; README, "Inference off the event loop"). */
 const INFERENCE_DEFAULTS = {
   /** One worker per core. */
   workers: availableParallelism(),
