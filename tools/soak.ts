@@ -35,7 +35,10 @@ export interface SoakOptions {
 
 // Answers the service is designed to give under load: they are expected, never counted as faults.
 const DESIGNED_LOAD_ANSWERS = ['503 overloaded', '503 timeout'];
-const RATE_LIMIT_PER_MINUTE = 1200;
+// Low enough that the noisy client passes it within the 30-second soak even when the service's
+// workers keep both cores busy and the client's own process gets little CPU (about 23 requests/s
+// measured so, 1,057 in 45 s).
+const RATE_LIMIT_PER_MINUTE = 600;
 const FIRST_BURST_S = 5;
 const BURST_EVERY_S = 20;
 const BURST_SIZE = 48;
