@@ -72,6 +72,8 @@ describe.skipIf(fixturesMissing)('faults', () => {
         API_KEYS: KEY,
         GALLERY_POLL_MS: '200',
         REQUEST_TIMEOUT_MS: '60000',
+        // One image at a time, so that a few requests make a queue that stays (SIGTERM test below).
+        INFERENCE_CONCURRENCY: '1',
       });
       url = await service.url();
       await eventually('the models to load', async () => ((await health(url)).body?.models ? true : undefined));
