@@ -1,5 +1,6 @@
 // Configuration from the environment, validated once at start. Every setting is optional; the
 // table in README.md lists them. A bad value stops the process with a message naming the variable.
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { DEFAULT_DETECT_SIZE, type EngineOptions } from './engine/engine.js';
 import { DEFAULT_IMAGE_LIMITS } from './engine/image.js';
@@ -29,13 +30,15 @@ export interface Config {
     maxFaces: number;
   };
   inference: {
-    /** Pipelines (decode, detect, embed) run at once. */
+    /** Inference worker threads, each with its own model sessions. */
+    workers: number;
+    /** Pipelines (decode, detect, embed) run at once, over all workers. */
     concurrency: number;
-    /** Requests waiting beyond the running ones; more get 429. */
+    /** Requests allowed to wait, whatever their expected wait (a bound on the payloads held); more get 503. */
     maxQueue: number;
-    /** A request still waiting or running after this gets 503. */
+    /** A request still waiting or running after this gets 503; one not expected to finish within it is refused at once. */
     timeoutMs: number;
-    /** onnxruntime intra-op threads per inference; 0: one per core. */
+    /** onnxruntime intra-op threads for an image run alone (beside others: one each); 0: one per core. */
     intraOpThreads: number;
   };
   auth: { apiKeys: string[] };
@@ -134,6 +137,26 @@ function webhook(env: Env): { url: string; secret: string } | null {
   return { url, secret };
 }
 
+/** Chosen by measurement on 2 cores (bench/workers.ts; README, "Inference off the event loop"). */
+const INFERENCE_DEFAULTS = {
+  /** One worker per core. */
+  workers: availableParallelism(),
+  /** Pipelines per worker: one decodes while another's inference runs. */
+  tasksPerWorker: 2,
+  intraOpThreads: 2,
+};
+
+function inferenceConfig(env: Env): Config['inference'] {
+  const workers = number(env, 'INFERENCE_WORKERS', INFERENCE_DEFAULTS.workers, { min: 1, max: 64, integer: true });
+  return {
+    workers,
+    concurrency: number(env, 'INFERENCE_CONCURRENCY', workers * INFERENCE_DEFAULTS.tasksPerWorker, { min: 1, max: 256, integer: true }),
+    maxQueue: number(env, 'INFERENCE_QUEUE', 256, { min: 0, max: 10_000, integer: true }),
+    timeoutMs: number(env, 'REQUEST_TIMEOUT_MS', 10_000, { min: 100, integer: true }),
+    intraOpThreads: number(env, 'ORT_THREADS', INFERENCE_DEFAULTS.intraOpThreads, { min: 0, max: 256, integer: true }),
+  };
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const detector = model('DETECTOR', read(env, 'DETECTOR') ?? 'yunet-2023mar', getDetector);
   const recognizer = model('RECOGNIZER', read(env, 'RECOGNIZER') ?? 'sface-2021dec', getRecognizer);
@@ -165,12 +188,7 @@ export function loadConfig(env: Env = process.env): Config {
       maxImagePixels: number(env, 'MAX_IMAGE_PIXELS', DEFAULT_IMAGE_LIMITS.maxPixels, { min: 1, integer: true }),
       maxFaces: number(env, 'MAX_FACES', 20, { min: 1, max: 1000, integer: true }),
     },
-    inference: {
-      concurrency: number(env, 'INFERENCE_CONCURRENCY', 1, { min: 1, max: 64, integer: true }),
-      maxQueue: number(env, 'INFERENCE_QUEUE', 32, { min: 0, max: 10_000, integer: true }),
-      timeoutMs: number(env, 'REQUEST_TIMEOUT_MS', 10_000, { min: 100, integer: true }),
-      intraOpThreads: number(env, 'ORT_THREADS', 0, { min: 0, max: 256, integer: true }),
-    },
+    inference: inferenceConfig(env),
     auth: { apiKeys: list(env, 'API_KEYS') },
     rateLimitPerMinute: number(env, 'RATE_LIMIT_PER_MINUTE', 0, { min: 0, integer: true }),
     corsOrigins: list(env, 'CORS_ORIGINS'),

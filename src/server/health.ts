@@ -47,7 +47,7 @@ export function healthReport(parts: ServiceParts): { statusCode: 200 | 503; body
       models:
         engine && recognizer
           ? {
-              detector: engine.detector.manifest.name,
+              detector: engine.detectorName,
               recognizer: recognizer.name,
               dimension: recognizer.dimension,
               match_threshold: parts.config.matchThreshold ?? recognizer.defaultThreshold,

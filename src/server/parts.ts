@@ -1,7 +1,7 @@
 // What the app's plugins read of the running service (service.ts is the one place that builds
 // it): the parts that exist from the start, and those that exist once loaded (null until then).
 import type { Config } from '../config.js';
-import type { FaceEngine } from '../engine/engine.js';
+import type { InferenceEngine } from '../engine/analysis.js';
 import { FaceRecogError } from '../errors.js';
 import type { Gallery } from '../gallery/types.js';
 import type { ServiceMetrics } from './metrics.js';
@@ -17,7 +17,7 @@ export interface ServiceParts {
   /** True from the moment the service begins to shut down: new requests are refused. */
   readonly closing: boolean;
   /** Null while the models load. */
-  readonly engine: FaceEngine | null;
+  readonly engine: InferenceEngine | null;
   /** The engine's one pipeline; null while the models load. */
   readonly pipeline: InferencePipeline | null;
   /** Null while the gallery starts. */

@@ -1,12 +1,13 @@
 // The composition root: the one place that builds the service from its configuration (the
-// scheduler, the metrics, the engine and its one pipeline, the gallery fed by that pipeline, the
-// app over them) and starts and stops them in order. `npm start`, the tests and the benchmarks all
+// scheduler, the metrics, the engine (a pool of inference workers) and its one pipeline, the gallery
+// fed by that pipeline, the app over them) and starts and stops them in order. `npm start`, the tests and the benchmarks all
 // run the service through it; tests hand it their own engine or gallery.
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { engineOptions, type Config } from '../config.js';
-import { FaceEngine } from '../engine/engine.js';
+import type { InferenceEngine } from '../engine/analysis.js';
 import { downloadProgressReporter } from '../engine/models/progress.js';
+import { EnginePool } from '../engine/worker-pool.js';
 import { startGallery, type GalleryOptions } from '../gallery/index.js';
 import type { Gallery } from '../gallery/types.js';
 import { buildApp } from './app.js';
@@ -22,8 +23,11 @@ export interface ServiceOptions {
   logger?: Logger;
   /** Shown in the OpenAPI document. */
   version?: string;
-  /** Default: the configured models (engineOptions), downloaded with a progress bar where missing. */
-  loadEngine?: () => Promise<FaceEngine>;
+  /**
+   * Default: a pool of inference workers over the configured models (engineOptions), downloaded
+   * with a progress bar where missing. Tests may hand in a FaceEngine running in this thread.
+   */
+  loadEngine?: () => Promise<InferenceEngine>;
   /** Default: the PostgreSQL gallery of the configuration (galleryOptions), enrolling through `pipeline`. */
   openGallery?: (pipeline: InferencePipeline, logger: Logger) => Promise<Gallery>;
   /** Per-connection work on realtime results (realtime.ts, ConnectionStage). */
@@ -52,7 +56,9 @@ export class Service implements ServiceParts {
   readonly startedAt = Date.now();
   readonly logger: Logger;
   readonly app: FastifyInstance;
-  private state: { engine: FaceEngine; pipeline: InferencePipeline } | null = null;
+  private state: { engine: InferenceEngine; pipeline: InferencePipeline } | null = null;
+  /** The worker pool this service started (an engine handed in is its owner's to close). */
+  private pool: EnginePool | null = null;
   private currentGallery: Gallery | null = null;
   private starting: Promise<void> | null = null;
   private closeRequested = false;
@@ -67,7 +73,7 @@ export class Service implements ServiceParts {
     this.app = buildApp(this, { logger: this.logger, version: options.version ?? '0.0.0', openConnectionStage: options.openConnectionStage });
   }
 
-  get engine(): FaceEngine | null {
+  get engine(): InferenceEngine | null {
     return this.state?.engine ?? null;
   }
 
@@ -84,7 +90,7 @@ export class Service implements ServiceParts {
   }
 
   /** From now on requests are answered with this engine, through its one pipeline. */
-  useEngine(engine: FaceEngine): InferencePipeline {
+  useEngine(engine: InferenceEngine): InferencePipeline {
     const pipeline = new InferencePipeline(engine, this.scheduler, this.config, this.metrics);
     this.state = { engine, pipeline };
     return pipeline;
@@ -108,7 +114,8 @@ export class Service implements ServiceParts {
 
   /**
    * Refuses new requests at once, finishes the work in flight (HTTP and WebSocket), then closes
-   * the gallery and its database (waiting for a gallery still starting, so that it is closed too).
+   * the gallery and its database (waiting for a gallery still starting, so that it is closed too),
+   * and last the inference workers, which the gallery's extraction may still be using.
    */
   async close(): Promise<void> {
     // Before app.close(): Fastify marks itself closing only once its async close hooks have run.
@@ -116,17 +123,28 @@ export class Service implements ServiceParts {
     await this.app.close();
     await this.starting?.catch(() => undefined);
     await this.currentGallery?.close();
+    await this.pool?.close();
   }
 
   private async load(): Promise<void> {
     const { config, logger } = this;
-    const load = this.options.loadEngine ?? (() => FaceEngine.load({ ...engineOptions(config), onProgress: downloadProgressReporter() }));
-    const engine = await load();
-    logger.info({ detector: engine.detector.manifest.name, recognizer: engine.recognizer.name }, 'models loaded');
+    const engine = await (this.options.loadEngine ?? (() => this.startPool()))();
+    logger.info({ detector: engine.detectorName, recognizer: engine.recognizer.name, workers: this.pool?.size ?? 0 }, 'models loaded');
     if (this.closing) return;
     const pipeline = this.useEngine(engine);
     const open = this.options.openGallery ?? ((p: InferencePipeline, log: Logger) => startGallery(galleryOptions(config, p, log)));
     this.useGallery(await open(pipeline, logger));
+  }
+
+  private async startPool(): Promise<EnginePool> {
+    const { inference } = this.config;
+    this.pool = await EnginePool.start({
+      ...engineOptions(this.config),
+      onProgress: downloadProgressReporter(),
+      workers: inference.workers,
+      tasksPerWorker: Math.ceil(inference.concurrency / inference.workers),
+    });
+    return this.pool;
   }
 }
 

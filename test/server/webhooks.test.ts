@@ -101,7 +101,7 @@ async function closedPortUrl(): Promise<string> {
 }
 
 function metrics(): ServiceMetrics {
-  return new ServiceMetrics({ scheduler: new InferenceScheduler({ concurrency: 1, maxQueue: 1 }), gallery: () => null });
+  return new ServiceMetrics({ scheduler: new InferenceScheduler({ concurrency: 1, maxQueue: 1, timeoutMs: 10_000 }), gallery: () => null });
 }
 
 /** The webhook counters as /metrics prints them. */

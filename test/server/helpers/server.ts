@@ -38,7 +38,8 @@ export interface TestServerOptions {
 }
 
 export async function startServer(options: TestServerOptions = {}): Promise<TestServer> {
-  const config = loadConfig({ RECOGNIZER: 'mobilefacenet', MODELS_DIR, MODELS_OFFLINE: '1', LOG_LEVEL: 'info', HOST: '127.0.0.1', PORT: '0', ...options.env });
+  // One pipeline at a time, as the in-process test engine runs them: holdSlot() then makes the service busy.
+  const config = loadConfig({ RECOGNIZER: 'mobilefacenet', MODELS_DIR, MODELS_OFFLINE: '1', LOG_LEVEL: 'info', HOST: '127.0.0.1', PORT: '0', INFERENCE_CONCURRENCY: '1', ...options.env });
   const logs: string[] = [];
   const sink = new Writable({
     write(chunk, _encoding, callback) {
