@@ -8,7 +8,6 @@
 //   tsx bench/pgvector.ts [--faces 100000,1000000] [--runs 20] [--quick]
 // Needs pgvector for the system PostgreSQL (bash .ci/pgvector.sh). Writes bench/results/pgvector.json.
 import { spawnSync } from 'node:child_process';
-import pg from 'pg';
 import { VectorIndex, type Hit } from '../src/gallery/vector-index.js';
 import {
   createIndex,
@@ -19,16 +18,15 @@ import {
   nearby,
   pgvectorMissing,
   recall,
-  search,
+  SearchSession,
   seeded,
   startPgvectorServer,
   storeFaces,
   unitVector,
   VISITOR_IMAGES,
   VISITORS,
-  buffersRead,
   type IndexKind,
-  type SearchOptions,
+  type SearchMode,
   type SqlHit,
 } from '../test/helpers/pgvector.js';
 import { latencyOf, machine, median, QUICK, round2, timeInterleaved, writeResult, type Latency } from './common.js';
@@ -45,8 +43,8 @@ const DATABASE = 'gallery';
 /** Enough for a million faces' table and both indexes: every search below reads shared buffers only. */
 const SETTINGS = { sharedBuffers: '3GB', maintenanceWorkMem: '3GB' };
 const PAGE_BYTES = 8192;
-/** pgvector's defaults (m = 16, ef_construction = 64; ef_search = 40), and a wider search. */
-const EF_SEARCH = [40, 100];
+/** pgvector's defaults (m = 16, ef_construction = 64; ef_search = 40), and wider searches. */
+const EF_SEARCH = [40, 100, 400];
 /** pgvector's advice: lists = rows / 1000, probes = sqrt(lists). */
 const ROWS_PER_LIST = 1000;
 
@@ -59,7 +57,11 @@ const runs = Number(option('runs') ?? (QUICK ? 5 : 20));
 
 interface Variant {
   name: string;
-  options: SearchOptions;
+  mode: SearchMode;
+  /** Session settings beyond the mode's. */
+  settings: string[];
+  /** The design's statement, source rows confirmed in it; false only to price that confirmation. */
+  confirmed: boolean;
 }
 
 interface VariantResult {
@@ -107,9 +109,7 @@ async function measureSize(faces: number): Promise<SizeResult> {
   const server = await startPgvectorServer(DATABASE, SETTINGS);
   const [{ server_version: postgresVersion }] = await server.sql<{ server_version: string }>('SHOW server_version');
   versions = { pgvector: await extensionVersion(server, DATABASE), postgres: postgresVersion };
-  const client = new pg.Client({ connectionString: server.url({ database: DATABASE }) });
   try {
-    await client.connect();
     await createTables(server, DATABASE);
     let started = performance.now();
     const ids: number[] = [];
@@ -137,15 +137,17 @@ async function measureSize(faces: number): Promise<SizeResult> {
     const results: SizeResult['pgvector'] = {};
 
     const measure = async (variants: Variant[]) => {
+      const sessions = await Promise.all(variants.map((v) => SearchSession.open(server, DATABASE, v.mode, v.settings)));
       const fns: Record<string, () => Promise<unknown>> = { in_memory_1: () => index.search(image.slice(0, 1), K), in_memory_8: () => index.search(image, K) };
-      for (const { name, options } of variants) {
-        fns[`${name}_1`] = () => search(client, image.slice(0, 1), options);
-        fns[`${name}_8`] = () => search(client, image, options);
-      }
+      variants.forEach(({ name, confirmed }, v) => {
+        fns[`${name}_1`] = () => sessions[v].search(image.slice(0, 1), K, confirmed);
+        fns[`${name}_8`] = () => sessions[v].search(image, K, confirmed);
+      });
       const times = await timeInterleaved(runs, fns);
-      for (const { name, options } of variants) {
-        const answers = await search(client, recallQueries, options);
-        const buffers = await buffersRead(client, image.slice(0, 1), options);
+      for (const [v, { name, confirmed }] of variants.entries()) {
+        const answers = await sessions[v].search(recallQueries, K, confirmed);
+        const buffers = await sessions[v].buffersRead(image.slice(0, 1), K, confirmed);
+        await sessions[v].close();
         results[name] = {
           search_ms: { one: latencyOf(times[`${name}_1`]), eight: latencyOf(times[`${name}_8`]) },
           match_found: round2(plantedFrom.filter((_, q) => answers[q][0]?.featureId === ids[plantedFrom[q]]).length / RECALL_QUERIES),
@@ -164,8 +166,7 @@ async function measureSize(faces: number): Promise<SizeResult> {
       return times;
     };
 
-    const exact: SearchOptions = { k: K, confirmed: true, mode: 'exact' };
-    const memory = await measure([{ name: 'exact', options: exact }]);
+    const memory = await measure([{ name: 'exact', mode: 'exact', settings: [], confirmed: true }]);
     const inMemory = { search_ms: { one: latencyOf(memory.in_memory_1), eight: latencyOf(memory.in_memory_8) } };
 
     const buildIndex = async (kind: IndexKind, lists?: number) => {
@@ -177,11 +178,8 @@ async function measureSize(faces: number): Promise<SizeResult> {
     };
 
     const hnsw = await buildIndex('hnsw');
-    const hnswVariants = EF_SEARCH.map((ef) => ({
-      name: `hnsw_ef${ef}`,
-      options: { k: K, confirmed: true, mode: 'index' as const, settings: [`SET LOCAL hnsw.ef_search = ${ef}`] },
-    }));
-    const unconfirmed = { name: 'hnsw_ef40_unconfirmed', options: { ...hnswVariants[0].options, confirmed: false } };
+    const hnswVariants: Variant[] = EF_SEARCH.map((ef) => ({ name: `hnsw_ef${ef}`, mode: 'index', settings: [`hnsw.ef_search = ${ef}`], confirmed: true }));
+    const unconfirmed = { ...hnswVariants[0], name: 'hnsw_ef40_unconfirmed', confirmed: false };
     const times = await measure([...hnswVariants, unconfirmed]);
     const confirmationCost = round2(median(times.hnsw_ef40_1) / median(times.hnsw_ef40_unconfirmed_1));
     delete results.hnsw_ef40_unconfirmed;
@@ -190,7 +188,7 @@ async function measureSize(faces: number): Promise<SizeResult> {
     const lists = Math.max(1, Math.round(faces / ROWS_PER_LIST));
     await buildIndex('ivfflat', lists);
     const probes = Math.max(1, Math.round(Math.sqrt(lists)));
-    await measure([{ name: `ivfflat_probes${probes}`, options: { k: K, confirmed: true, mode: 'index', settings: [`SET LOCAL ivfflat.probes = ${probes}`] } }]);
+    await measure([{ name: `ivfflat_probes${probes}`, mode: 'index', settings: [`ivfflat.probes = ${probes}`], confirmed: true }]);
     await index.close();
     return {
       faces,
@@ -202,7 +200,6 @@ async function measureSize(faces: number): Promise<SizeResult> {
       confirmation_cost_ratio: confirmationCost,
     };
   } finally {
-    await client.end().catch(() => undefined);
     await server.destroy();
   }
 }

@@ -3,7 +3,6 @@
 // also confirms the source rows. Against the in-memory index on the same faces: real embeddings of
 // the shared photos (and their mirror images, near-duplicates of one person), among synthetic
 // look-alike visitors with several photos each. Built by .ci/pgvector.sh from Debian's source.
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { largest } from '../helpers/generated-faces.js';
 import { fixturesMissing, labels, loadTestImage, testEngine } from '../helpers/fixtures.js';
@@ -15,14 +14,13 @@ import {
   nearby,
   pgvectorMissing,
   recall,
-  search,
+  SearchSession,
   seeded,
   startPgvectorServer,
   storeFaces,
   unitVector,
   VISITOR_IMAGES,
   VISITORS,
-  type SearchOptions,
   type SqlHit,
   type StoredFace,
 } from '../helpers/pgvector.js';
@@ -130,7 +128,7 @@ function sameBest(hit: SqlHit | undefined, best: SqlHit): boolean {
 
 describe.skipIf(pgvectorMissing || fixturesMissing)('pgvector in the visitors PostgreSQL (beyond one machine memory)', () => {
   let server: PostgresServer;
-  let client: pg.Client;
+  let exactSession: SearchSession;
   let index: VectorIndex;
   let faces: StoredFace[];
   let ids: number[];
@@ -147,8 +145,7 @@ describe.skipIf(pgvectorMissing || fixturesMissing)('pgvector in the visitors Po
     await createTables(server, DATABASE);
     ids = await storeFaces(server, DATABASE, faces);
     await server.sql('VACUUM ANALYZE', [], DATABASE);
-    client = new pg.Client({ connectionString: server.url({ database: DATABASE }) });
-    await client.connect();
+    exactSession = await SearchSession.open(server, DATABASE, 'exact');
     index = await VectorIndex.create(DIMENSION);
     await index.add(faces.map((face, i) => ({ key: ids[i], vector: face.vector })));
     const visitorOf = new Map(faces.map((face, i) => [ids[i], face.visitorId]));
@@ -164,7 +161,7 @@ describe.skipIf(pgvectorMissing || fixturesMissing)('pgvector in the visitors Po
   });
 
   afterAll(async () => {
-    await client?.end();
+    await exactSession?.close();
     await index?.close();
     await server?.destroy();
   });
@@ -182,20 +179,21 @@ describe.skipIf(pgvectorMissing || fixturesMissing)('pgvector in the visitors Po
 
   it('the exact scan in SQL ranks every query as the in-memory index does', async () => {
     const expected = await exact(vectors());
-    const sql = await search(client, vectors(), { k: K, confirmed: false, mode: 'exact' });
+    const sql = await exactSession.search(vectors(), K, false);
     sql.forEach((hits, q) => expectSameRanking(hits, expected[q]));
     // And so answers who it is, as the gallery does: the best face's visitor.
     expect(sql.map((hits) => hits[0].visitorId)).toEqual(expected.map((hits) => hits[0].visitorId));
     // One query alone goes through the plain (parallel) form of the statement: the same answer.
-    expectSameRanking((await search(client, vectors().slice(0, 1), { k: K, confirmed: false, mode: 'exact' }))[0], expected[0]);
+    expectSameRanking((await exactSession.search(vectors().slice(0, 1), K, false))[0], expected[0]);
   });
 
   it('HNSW with pgvector defaults finds the best face of nearly every seen face, and most of the 8 best', async () => {
     const name = await createIndex(server, DATABASE, 'hnsw');
     try {
-      const options: SearchOptions = { k: K, confirmed: false, mode: 'index' };
       const expected = await exact(vectors());
-      const sql = await search(client, vectors(), options);
+      const session = await SearchSession.open(server, DATABASE, 'index');
+      const sql = await session.search(vectors(), K, false);
+      await session.close();
       const seen = seenQueries();
       const found = seen.filter((q) => sameBest(sql[q][0], expected[q][0])).length;
       expect(found / seen.length).toBeGreaterThanOrEqual(HNSW_MATCH_FOUND_AT_LEAST);
@@ -216,7 +214,12 @@ describe.skipIf(pgvectorMissing || fixturesMissing)('pgvector in the visitors Po
     const name = await createIndex(server, DATABASE, 'ivfflat', lists);
     try {
       const expected = await exact(vectors());
-      const probing = (probes: number) => search(client, vectors(), { k: K, confirmed: false, mode: 'index', settings: [`SET LOCAL ivfflat.probes = ${probes}`] });
+      const probing = async (probes: number) => {
+        const session = await SearchSession.open(server, DATABASE, 'index', [`ivfflat.probes = ${probes}`]);
+        const hits = await session.search(vectors(), K, false);
+        await session.close();
+        return hits;
+      };
       const seen = seenQueries();
       const some = await probing(Math.round(Math.sqrt(lists)));
       expect(seen.filter((q) => sameBest(some[q][0], expected[q][0])).length / seen.length).toBeGreaterThanOrEqual(IVFFLAT_MATCH_FOUND_AT_LEAST);
@@ -250,7 +253,9 @@ describe.skipIf(pgvectorMissing || fixturesMissing)('pgvector in the visitors Po
     const name = await createIndex(server, DATABASE, 'hnsw');
     try {
       for (const mode of ['exact', 'index'] as const) {
-        const sql = await search(client, vectors(), { k: K, confirmed: true, mode });
+        const session = mode === 'exact' ? exactSession : await SearchSession.open(server, DATABASE, mode);
+        const sql = await session.search(vectors(), K, true);
+        if (session !== exactSession) await session.close();
         for (const hits of sql) for (const hit of hits) expect(stale.has(hit.featureId)).toBe(false);
         const seen = seenQueries();
         // The exact form checks its k best and may come back short (the gallery then looks deeper);

@@ -195,46 +195,54 @@ export function searchSql(k: number, confirmed: boolean, mode: SearchMode, queri
            ORDER BY q.n, hit.similarity DESC`;
 }
 
-export interface SearchOptions {
-  k: number;
-  confirmed: boolean;
-  mode: SearchMode;
-  /** More SET LOCAL statements, e.g. hnsw.ef_search or ivfflat.probes. */
-  settings?: string[];
-}
-
 /** The mode's session settings: the exact one forbids index scans, the other asks for them. */
 function modeSettings(mode: SearchMode): string[] {
-  if (mode === 'exact') return ['SET LOCAL enable_indexscan = off'];
+  if (mode === 'exact') return ['enable_indexscan = off'];
   // IVFFlat has only the relaxed order: the statement's ORDER BY puts each query's k hits in order.
-  return ['SET LOCAL enable_seqscan = off', 'SET LOCAL hnsw.iterative_scan = strict_order', 'SET LOCAL ivfflat.iterative_scan = relaxed_order'];
+  return ['enable_seqscan = off', 'hnsw.iterative_scan = strict_order', 'ivfflat.iterative_scan = relaxed_order'];
 }
 
-/** Runs searchSql (prefixed by `explain`) in one transaction with the options' settings. */
-async function run<R extends pg.QueryResultRow>(client: pg.ClientBase, queries: Float32Array[], options: SearchOptions, explain = ''): Promise<R[]> {
-  await client.query('BEGIN');
-  try {
-    for (const setting of [...modeSettings(options.mode), ...(options.settings ?? [])]) await client.query(setting);
-    const values = [queries.length === 1 ? vectorLiteral(queries[0]) : queries.map(vectorLiteral)];
-    return (await client.query<R>(`${explain}${searchSql(options.k, options.confirmed, options.mode, queries.length)}`, values)).rows;
-  } finally {
-    await client.query('COMMIT');
+/**
+ * A connection set up once for one search mode (as the service would set its pool's connections,
+ * or a DBA the role: ALTER ROLE ... SET), so that each search is one statement, one round trip.
+ */
+export class SearchSession {
+  private constructor(
+    private readonly client: pg.Client,
+    readonly mode: SearchMode,
+  ) {}
+
+  /** `settings`: more of them, e.g. `hnsw.ef_search = 100` or `ivfflat.probes = 10`. */
+  static async open(server: PostgresServer, database: string, mode: SearchMode, settings: string[] = []): Promise<SearchSession> {
+    const client = new pg.Client({ connectionString: server.url({ database }) });
+    await client.connect();
+    for (const setting of [...modeSettings(mode), ...settings]) await client.query(`SET ${setting}`);
+    return new SearchSession(client, mode);
   }
-}
 
-/** For each query, its k best faces, best first. */
-export async function search(client: pg.ClientBase, queries: Float32Array[], options: SearchOptions): Promise<SqlHit[][]> {
-  const rows = await run<{ query: number; feature_id: string; visitor_id: string; similarity: number }>(client, queries, options);
-  const hits: SqlHit[][] = queries.map(() => []);
-  for (const row of rows) hits[row.query - 1].push({ featureId: Number(row.feature_id), visitorId: row.visitor_id, similarity: row.similarity });
-  return hits;
-}
+  private async run<R extends pg.QueryResultRow>(queries: Float32Array[], k: number, confirmed: boolean, explain = ''): Promise<R[]> {
+    const values = [queries.length === 1 ? vectorLiteral(queries[0]) : queries.map(vectorLiteral)];
+    return (await this.client.query<R>(`${explain}${searchSql(k, confirmed, this.mode, queries.length)}`, values)).rows;
+  }
 
-/** Shared buffers (8 kB pages) one search reads, found in shared buffers or not, from EXPLAIN (ANALYZE, BUFFERS). */
-export async function buffersRead(client: pg.ClientBase, queries: Float32Array[], options: SearchOptions): Promise<number> {
-  const [row] = await run<{ 'QUERY PLAN': [{ Plan: Record<string, number> }] }>(client, queries, options, 'EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ');
-  const plan = row['QUERY PLAN'][0].Plan;
-  return plan['Shared Hit Blocks'] + plan['Shared Read Blocks'];
+  /** For each query, its k best faces, best first. */
+  async search(queries: Float32Array[], k: number, confirmed: boolean): Promise<SqlHit[][]> {
+    const rows = await this.run<{ query: number; feature_id: string; visitor_id: string; similarity: number }>(queries, k, confirmed);
+    const hits: SqlHit[][] = queries.map(() => []);
+    for (const row of rows) hits[row.query - 1].push({ featureId: Number(row.feature_id), visitorId: row.visitor_id, similarity: row.similarity });
+    return hits;
+  }
+
+  /** Shared buffers (8 kB pages) one search reads, found there or not, from EXPLAIN (ANALYZE, BUFFERS). */
+  async buffersRead(queries: Float32Array[], k: number, confirmed: boolean): Promise<number> {
+    const [row] = await this.run<{ 'QUERY PLAN': [{ Plan: Record<string, number> }] }>(queries, k, confirmed, 'EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ');
+    const plan = row['QUERY PLAN'][0].Plan;
+    return plan['Shared Hit Blocks'] + plan['Shared Read Blocks'];
+  }
+
+  close(): Promise<void> {
+    return this.client.end();
+  }
 }
 
 /** Fraction of `expected`'s feature ids found in `actual`, over all queries. */
