@@ -3,7 +3,8 @@
 // waits for its answer), local webhook receivers. One track for the singer, one arrival for him and
 // nobody else named; out of view for the cooldown (frames of empty scenes), a second arrival; every
 // event reaches the webhook once, signed; a receiver that fails twice gets it on the third try; one
-// that is down does not stop the socket (that it does not slow it is measured by bench/webhooks.ts).
+// that is down does not stop the socket and is given up at shutdown (that it does not slow
+// recognition is measured by bench/webhooks.ts).
 import sharp from 'sharp';
 import { Value } from 'typebox/value';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -221,6 +222,9 @@ describe.skipIf(fixturesMissing)('tracks and arrival events on /ws/realtime', ()
     const counters = webhookCounters(await metricsText(server));
     expect(counters[delivered('delivered')]).toBe(0);
     expect(counters.face_recog_webhook_retries_total).toBeGreaterThan(0);
+    // Shutdown gives the sender its grace, then counts the event it still holds as abandoned.
+    await server.close();
+    expect(webhookCounters(await server.service.metrics.registry.metrics())).toMatchObject({ [delivered('abandoned')]: 1, [delivered('delivered')]: 0 });
   }, 300_000);
 
   it('without ?camera= events say camera null; a bad camera name refuses the handshake with 400 saying why', async () => {
