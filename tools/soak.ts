@@ -101,6 +101,22 @@ function recognizedIds(body: any): (string | null)[] {
   return ((body.faces ?? []) as { visitor_id: string | null }[]).map((face) => face.visitor_id);
 }
 
+/**
+ * A realtime face is named once its track's frames say so: each face is its expected visitor or
+ * not named yet, never anyone else.
+ */
+function noneMisnamed(got: (string | null)[], want: (string | null)[]): boolean {
+  if (got.length !== want.length) return false;
+  const left = [...want];
+  for (const id of got) {
+    if (id === null) continue;
+    const at = left.indexOf(id);
+    if (at < 0) return false;
+    left.splice(at, 1);
+  }
+  return true;
+}
+
 function sameVisitors(got: (string | null)[], want: (string | null)[]): boolean {
   const sort = (ids: (string | null)[]) => ids.map((id) => id ?? '(stranger)').sort().join(',');
   return sort(got) === sort(want);
@@ -233,13 +249,15 @@ async function camera(url: string, key: string, end: AbortSignal, tally: Tally):
   };
   socket.on('message', (data) => {
     const message = JSON.parse(data.toString());
+    // A visitor's arrival is not the answer to a frame; its frame's results follow.
+    if (message.type === 'event') return;
     if (message.type === 'dropped') {
       for (const id of message.ids as number[]) answer(id, { outcome: 'dropped', problem: null });
       return;
     }
     const expected = sentAt.get(message.id)?.visitors;
     if (message.type === 'results') {
-      const ok = expected !== 'junk' && expected !== undefined && sameVisitors(recognizedIds(message), expected);
+      const ok = expected !== 'junk' && expected !== undefined && noneMisnamed(recognizedIds(message), expected);
       answer(message.id, { outcome: 'results', problem: ok ? null : `expected ${JSON.stringify(expected)}` });
     } else {
       const outcome = `error ${message.code}`;

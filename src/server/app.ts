@@ -23,8 +23,8 @@ export interface AppOptions {
   logger: FastifyBaseLogger;
   /** Shown in the OpenAPI document. */
   version: string;
-  /** Per-connection work on realtime results (realtime.ts, ConnectionStage). */
-  openConnectionStage?: OpenConnectionStage;
+  /** Per-connection work on realtime results: tracking (realtime.ts, ConnectionStage). */
+  openConnectionStage: OpenConnectionStage;
 }
 
 /** The app over the service's parts; its plugins load on `ready()` or `listen()`. */

@@ -7,20 +7,24 @@
 // always gets an answer about its latest picture instead of a growing backlog. A connection that
 // closes takes its frames with it: the waiting one is not processed, the one in progress is neither
 // searched for nor answered. Every message sent is one of the schemas' RealtimeMessage types, each
-// of which carries `faces` and `count`; frames are checked against RealtimeFrame.
+// of which carries `faces` and `count`; frames are checked against RealtimeFrame. Each connection's
+// recognised faces pass through its stage (the service's is tracking: tracking/stage.ts), which
+// gives them their track ids and may send messages of its own (visitor events).
 import websocket from '@fastify/websocket';
 import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import type { TStringOptions } from 'typebox';
+import type { Static, TStringOptions } from 'typebox';
 import { Compile } from 'typebox/compile';
 import type { RawData, WebSocket } from 'ws';
 import { FaceRecogError, type ErrorCode } from '../errors.js';
+import type { Match } from '../gallery/types.js';
 import { answerFor } from './error-handler.js';
 import { realtimeDoc } from './openapi.js';
 import { defaultThreshold, readyPipeline, type ServiceParts } from './parts.js';
-import { recognizeFaces } from './recognition.js';
+import type { Analysis } from './pipeline.js';
+import { findMatches, recognizedFaces } from './recognition.js';
 import { Deadline } from './scheduler.js';
-import { RealtimeFrame, type RealtimeMessageBody, type RecognizedFaceBody } from './schemas.js';
+import { MAX_CAMERA_NAME, RealtimeFrame, RealtimeQuery, type RealtimeFaceBody, type RealtimeMessageBody, type RecognizedFaceBody } from './schemas.js';
 
 export const REALTIME_PATHS = ['/ws/realtime', '/ws/realtimetime'] as const;
 
@@ -48,26 +52,51 @@ interface Frame extends FrameInfo {
   image: string;
 }
 
-/**
- * Per-connection work on each frame's recognised faces before they are sent: the seam for face
- * tracking (a track id per face, visitor events). Opened when a socket is accepted, closed when it
- * closes. `results` returns the faces the frame's `results` message carries; it may send messages
- * of its own first (through the `send` it was opened with).
- */
-export interface ConnectionStage {
-  results(faces: RecognizedFaceBody[], frame: FrameInfo): RecognizedFaceBody[] | Promise<RecognizedFaceBody[]>;
-  close(): void;
+/** A recognised frame as a stage sees it: what the faces were judged from. */
+export interface RecognizedFrame extends FrameInfo {
+  /** Every face (most confident first) and the embeddings of the first MAX_FACES. */
+  analysis: Analysis;
+  /** The best visitor of each embedded face (null: the gallery is empty). */
+  matches: (Match | null)[];
+  /** The match threshold the faces were judged at. */
+  threshold: number;
 }
 
-export type OpenConnectionStage = (connection: { request: FastifyRequest; send: (message: RealtimeMessageBody) => void }) => ConnectionStage;
+/**
+ * Per-connection work on each frame's recognised faces before they are sent: face tracking (a
+ * track id per face, identity over the track, visitor events). Opened when a socket is accepted,
+ * closed when it closes. `results` returns the faces the frame's `results` message carries; it may
+ * send messages of its own first (through the `send` it was opened with).
+ */
+export interface ConnectionStage {
+  results(faces: RecognizedFaceBody[], frame: RecognizedFrame): RealtimeFaceBody[] | Promise<RealtimeFaceBody[]>;
+  close?(): void;
+}
+
+export interface StageConnection {
+  request: FastifyRequest;
+  /** The connection's `?camera=` (checked); null when it gave none. */
+  camera: string | null;
+  send: (message: RealtimeMessageBody) => void;
+}
+
+export type OpenConnectionStage = (connection: StageConnection) => ConnectionStage;
 
 export interface RealtimeOptions {
   parts: ServiceParts;
-  /** Unset: results are sent as recognised. */
-  openStage?: OpenConnectionStage;
+  openStage: OpenConnectionStage;
 }
 
 const checkFrame = Compile(RealtimeFrame);
+const checkCamera = Compile(RealtimeQuery.properties.camera);
+
+/** A handshake whose `?camera=` is not a camera name is refused with a 400 saying what one may be. */
+function checkCameraQuery(request: FastifyRequest): void {
+  const { camera } = request.query as { camera?: unknown };
+  if (camera !== undefined && !checkCamera.Check(camera)) {
+    throw new FaceRecogError('invalid_request', `camera must be one name of 1 to ${MAX_CAMERA_NAME} printable characters, e.g. ?camera=front-desk`);
+  }
+}
 
 class BadMessage extends Error {
   readonly id?: FrameId;
@@ -118,16 +147,18 @@ class RealtimeConnection {
   private closed = false;
   private idleWaiters: (() => void)[] = [];
   private readonly log: FastifyBaseLogger;
-  private readonly stage: ConnectionStage | null;
+  private readonly stage: ConnectionStage;
 
   constructor(
     private readonly socket: WebSocket,
     private readonly parts: ServiceParts,
     request: FastifyRequest,
-    openStage: OpenConnectionStage | undefined,
+    openStage: OpenConnectionStage,
   ) {
     this.log = request.log;
-    this.stage = openStage?.({ request, send: (message) => this.send(message) }) ?? null;
+    // Checked by the route before the upgrade.
+    const { camera = null } = request.query as Static<typeof RealtimeQuery>;
+    this.stage = openStage({ request, camera, send: (message) => this.send(message) });
     socket.on('message', (data, isBinary) => this.onMessage(data, isBinary));
     socket.on('pong', () => {
       this.alive = true;
@@ -168,7 +199,7 @@ class RealtimeConnection {
       this.waiting = null;
     }
     this.dropped = [];
-    this.stage?.close();
+    this.stage.close?.();
   }
 
   private onMessage(data: RawData, isBinary: boolean): void {
@@ -237,8 +268,10 @@ class RealtimeConnection {
       const deadline = new Deadline(parts.config.inference.timeoutMs);
       const analysis = await pipeline.analyze(frame.image, {}, parts.config.limits.maxFaces, deadline);
       if (this.closed) return this.cancelled();
-      const recognized = await recognizeFaces(pipeline, parts.gallery, analysis, defaultThreshold(parts, pipeline), deadline);
-      const faces = this.stage ? await this.stage.results(recognized, frame) : recognized;
+      const threshold = defaultThreshold(parts, pipeline);
+      const matches = await findMatches(pipeline, parts.gallery, analysis, deadline);
+      const recognized = recognizedFaces(analysis, matches, threshold);
+      const faces = await this.stage.results(recognized, { id: frame.id, receivedAt: frame.receivedAt, analysis, matches, threshold });
       if (this.closed) return this.cancelled();
       parts.metrics.countFrames('processed');
       const latencyMs = Math.round((performance.now() - frame.receivedAt) * 10) / 10;
@@ -337,7 +370,8 @@ async function realtimePlugin(app: FastifyInstance, options: RealtimeOptions): P
       method: 'GET',
       url: path,
       schema: realtimeDoc(path !== REALTIME_PATHS[0]),
-      onRequest: async () => {
+      onRequest: async (request) => {
+        checkCameraQuery(request);
         if (hub.full) throw new FaceRecogError('overloaded', 'too many WebSocket connections; retry later', { retryAfterS: 5 });
       },
       handler: async () => {

@@ -45,9 +45,21 @@ export function recognizedFace(face: Face, match: Match | null, threshold: numbe
 }
 
 /**
- * Every face of the analysis with its best visitor; faces beyond the embedded ones stay unmatched.
- * The search, with its database confirmation, runs within the request's deadline.
+ * The best visitor of each embedded face of the analysis (faces beyond the embedded ones have
+ * none). The search, with its database confirmation, runs within the request's deadline.
  */
+export async function findMatches(
+  pipeline: InferencePipeline,
+  gallery: Gallery | null,
+  analysis: Analysis,
+  deadline: Deadline,
+): Promise<(Match | null)[]> {
+  if (analysis.faces.length === 0) return [];
+  if (!gallery) throw new FaceRecogError('not_ready', 'the visitor gallery is starting; retry shortly', { retryAfterS: 2 });
+  return pipeline.timeSearch(() => gallery.search(analysis.embeddings, deadline));
+}
+
+/** Every face of the analysis with its best visitor; faces beyond the embedded ones stay unmatched. */
 export async function recognizeFaces(
   pipeline: InferencePipeline,
   gallery: Gallery | null,
@@ -55,8 +67,10 @@ export async function recognizeFaces(
   threshold: number,
   deadline: Deadline,
 ): Promise<RecognizedFaceBody[]> {
-  if (analysis.faces.length === 0) return [];
-  if (!gallery) throw new FaceRecogError('not_ready', 'the visitor gallery is starting; retry shortly', { retryAfterS: 2 });
-  const matches = await pipeline.timeSearch(() => gallery.search(analysis.embeddings, deadline));
+  return recognizedFaces(analysis, await findMatches(pipeline, gallery, analysis, deadline), threshold);
+}
+
+/** Each face of the analysis with `matches[i]`, its best visitor (none beyond the embedded faces). */
+export function recognizedFaces(analysis: Analysis, matches: readonly (Match | null)[], threshold: number): RecognizedFaceBody[] {
   return analysis.faces.map((face, i) => recognizedFace(face, matches[i] ?? null, threshold));
 }

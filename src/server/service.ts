@@ -1,6 +1,7 @@
 // The composition root: the one place that builds the service from its configuration (the
 // scheduler, the metrics, the engine (a pool of inference workers) and its one pipeline, the gallery
-// fed by that pipeline, the app over them) and starts and stops them in order. `npm start`, the tests and the benchmarks all
+// fed by that pipeline, the visitor events and their webhook, the app over them) and starts and
+// stops them in order. `npm start`, the tests and the benchmarks all
 // run the service through it; tests hand it their own engine or gallery.
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -17,6 +18,9 @@ import type { ServiceParts } from './parts.js';
 import { InferencePipeline } from './pipeline.js';
 import type { OpenConnectionStage } from './realtime.js';
 import { InferenceScheduler } from './scheduler.js';
+import { ArrivalLedger } from './tracking/events.js';
+import { trackingStage } from './tracking/stage.js';
+import { WebhookSender } from './webhooks.js';
 
 export interface ServiceOptions {
   /** Default: a pino logger at LOG_LEVEL on stdout (logging.ts). */
@@ -30,7 +34,7 @@ export interface ServiceOptions {
   loadEngine?: () => Promise<InferenceEngine>;
   /** Default: the PostgreSQL gallery of the configuration (galleryOptions), enrolling through `pipeline`. */
   openGallery?: (pipeline: InferencePipeline, logger: Logger) => Promise<Gallery>;
-  /** Per-connection work on realtime results (realtime.ts, ConnectionStage). */
+  /** Per-connection work on realtime results (realtime.ts, ConnectionStage). Default: tracking (tracking/stage.ts). */
   openConnectionStage?: OpenConnectionStage;
 }
 
@@ -55,6 +59,10 @@ export class Service implements ServiceParts {
   readonly metrics: ServiceMetrics;
   readonly startedAt = Date.now();
   readonly logger: Logger;
+  /** Every camera's visits, for all its connections. */
+  readonly arrivals: ArrivalLedger;
+  /** Null without WEBHOOK_URL. */
+  readonly webhooks: WebhookSender | null;
   readonly app: FastifyInstance;
   private state: { engine: InferenceEngine; pipeline: InferencePipeline } | null = null;
   /** The worker pool this service started (an engine handed in is its owner's to close). */
@@ -70,7 +78,11 @@ export class Service implements ServiceParts {
     this.logger = options.logger ?? createLogger(config.logLevel);
     this.scheduler = new InferenceScheduler(config.inference);
     this.metrics = new ServiceMetrics({ scheduler: this.scheduler, gallery: () => this.currentGallery });
-    this.app = buildApp(this, { logger: this.logger, version: options.version ?? '0.0.0', openConnectionStage: options.openConnectionStage });
+    this.arrivals = new ArrivalLedger(config.events.cooldownS);
+    const { webhook } = config.events;
+    this.webhooks = webhook ? new WebhookSender({ ...webhook, metrics: this.metrics, log: this.logger }) : null;
+    const openConnectionStage = options.openConnectionStage ?? trackingStage({ arrivals: this.arrivals, webhooks: this.webhooks });
+    this.app = buildApp(this, { logger: this.logger, version: options.version ?? '0.0.0', openConnectionStage });
   }
 
   get engine(): InferenceEngine | null {
@@ -114,15 +126,19 @@ export class Service implements ServiceParts {
 
   /**
    * Refuses new requests at once, finishes the work in flight (HTTP and WebSocket), then closes
-   * the gallery and its database (waiting for a gallery still starting, so that it is closed too),
-   * and last the inference workers, which the gallery's extraction may still be using.
+   * the gallery and its database (waiting for a gallery still starting, so that it is closed too)
+   * while the webhook delivers the events still queued (those it cannot within its grace are
+   * counted abandoned), and last the inference workers, which the gallery's extraction may still be using.
    */
   async close(): Promise<void> {
     // Before app.close(): Fastify marks itself closing only once its async close hooks have run.
     this.closeRequested = true;
     await this.app.close();
-    await this.starting?.catch(() => undefined);
-    await this.currentGallery?.close();
+    const closeGallery = async (): Promise<void> => {
+      await this.starting?.catch(() => undefined);
+      await this.currentGallery?.close();
+    };
+    await Promise.all([closeGallery(), this.webhooks?.close()]);
     await this.pool?.close();
   }
 

@@ -38,18 +38,23 @@ describe.skipIf(fixturesMissing)('WebSocket /ws/realtime', () => {
   });
   afterAll(() => server?.close());
 
-  it('answers a frame with every face, its visitor and the latency', async () => {
+  it('answers a frame with every face, its track and the latency; the visitor once the track\'s frames name it', async () => {
     const client = await connect();
     client.send({ type: 'frame', image: base64Of(FRAME), id: 'cam1-0001' });
     const [results] = await client.receive(1);
     expect(results).toMatchObject({ type: 'results', id: 'cam1-0001', count: 1 });
-    expect(results.faces[0]).toMatchObject({ visitor_id: 'obama', matched: true });
+    // One frame alone names nobody (tracks: test/server/tracking-socket.test.ts).
+    expect(results.faces[0]).toMatchObject({ visitor_id: null, matched: false, track_id: expect.any(String) });
     // As in recognize: `confidence` is the match (what the guide hands to handleRecognizedVisitor).
-    expect(Object.keys(results.faces[0])).toEqual(['bbox', 'landmarks', 'detection_confidence', 'confidence', 'visitor_id', 'matched']);
+    expect(Object.keys(results.faces[0])).toEqual(['bbox', 'landmarks', 'detection_confidence', 'confidence', 'visitor_id', 'matched', 'track_id']);
     expect(results.faces[0].confidence).toBeGreaterThan(0.45);
     expect(results.faces[0].confidence).toBeLessThanOrEqual(1);
     expect(results.faces[0].detection_confidence).toBeGreaterThan(0.9);
     expect(results.latency_ms).toBeGreaterThan(0);
+    for (const id of ['cam1-0002', 'cam1-0003']) client.send({ type: 'frame', image: base64Of(FRAME), id });
+    const answers = await client.until((messages) => messages.some((m) => m.id === 'cam1-0003'));
+    const named = answers.find((m) => m.id === 'cam1-0003');
+    expect(named.faces[0]).toMatchObject({ visitor_id: 'obama', matched: true, track_id: results.faces[0].track_id });
   });
 
   it('numbers frames that carry no id, and serves the misspelt alias path too', async () => {
@@ -169,7 +174,7 @@ describe.skipIf(fixturesMissing)('WebSocket /ws/realtime', () => {
         return {
           results: (faces, frame) => {
             send({ type: 'error', code: 'internal', message: `stage saw frame ${frame.id}`, id: frame.id, faces: [], count: 0 });
-            return faces.map((face) => ({ ...face, visitor_id: `${camera}:${face.visitor_id}` }));
+            return faces.map((face) => ({ ...face, visitor_id: `${camera}:${face.visitor_id}`, track_id: `${camera}-track` }));
           },
           close: () => closed.push(camera),
         };

@@ -9,6 +9,8 @@ import { ServiceMetrics } from '../../src/server/metrics.js';
 import type { ServiceParts } from '../../src/server/parts.js';
 import { InferencePipeline } from '../../src/server/pipeline.js';
 import { Deadline, InferenceScheduler } from '../../src/server/scheduler.js';
+import { ArrivalLedger } from '../../src/server/tracking/events.js';
+import { trackingStage } from '../../src/server/tracking/stage.js';
 import { MODELS_DIR, fixturesMissing, readTestdata } from '../helpers/fixtures.js';
 import { MemoryGallery } from './helpers/memory-gallery.js';
 
@@ -258,7 +260,8 @@ describe.skipIf(fixturesMissing)('admission over a real socket, inference in wor
     const metrics = new ServiceMetrics({ scheduler, gallery: () => gallery });
     // The service's parts by hand, so that the scheduler runs on the test's clock.
     const parts: ServiceParts = { config, scheduler, metrics, startedAt: Date.now(), closing: false, engine: pool, pipeline: new InferencePipeline(pool, scheduler, config, metrics), gallery };
-    const app = buildApp(parts, { logger: createLogger('silent'), version: 'test' });
+    const openConnectionStage = trackingStage({ arrivals: new ArrivalLedger(config.events.cooldownS), webhooks: null });
+    const app = buildApp(parts, { logger: createLogger('silent'), version: 'test', openConnectionStage });
     await app.listen({ host: '127.0.0.1', port: 0 });
     url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
     close = () => app.close();

@@ -4,22 +4,11 @@
 // or two connections feeding the same camera name must not announce the people already in front
 // of it again. Cameras are told apart by the `?camera=` name; a connection without one is its own
 // camera (nothing says two unnamed connections look at the same place).
+import type { Static } from 'typebox';
+import type { RealtimeEvent } from '../schemas.js';
 
-/** The message of the contract's "Tracks and visitor events", sent on the socket and POSTed to the webhook. */
-export interface ArrivalEvent {
-  type: 'event';
-  event: 'arrived';
-  visitor_id: string;
-  track_id: string;
-  /** The connection's `?camera=`; null when it gave none. */
-  camera: string | null;
-  /** The track's confidence in the visitor when it was named (mean cosine similarity of its naming frames). */
-  confidence: number;
-  /** ISO 8601 time of the frame that named the track. */
-  at: string;
-  faces: [];
-  count: 0;
-}
+/** The message of the contract's "Tracks and visitor events", sent on the socket and POSTed to the webhook (schemas.ts). */
+export type ArrivalEvent = Static<typeof RealtimeEvent>;
 
 export type VisitorEvent = ArrivalEvent;
 
