@@ -1,12 +1,10 @@
 // Shared by the benchmarks: where inputs live, how figures are summarised and where they are written.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { MODELS_DIR, REPO_ROOT, TESTDATA_DIR } from '../test/helpers/paths.js';
 
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-export const TESTDATA_DIR = resolve(process.env.TESTDATA_DIR ?? join(REPO_ROOT, '..', 'shared', 'testdata'));
-export const MODELS_DIR = resolve(process.env.MODELS_DIR ?? join(TESTDATA_DIR, 'models'));
+export { MODELS_DIR, REPO_ROOT, TESTDATA_DIR };
 export const RESULTS_DIR = join(REPO_ROOT, 'bench', 'results');
 /** SFace cannot be downloaded on the benchmark machine; MobileFaceNet has the same input and output sizes. */
 export const RECOGNIZER = process.env.RECOGNIZER ?? 'mobilefacenet';

@@ -271,7 +271,7 @@ describe.skipIf(fixturesMissing || postgresMissing)("the service on a visitor ba
         readTestdata('faces/tom_cruise/1.jpg').toString('base64'),
       ]);
       const query = await embeddingOf('faces/tom_cruise/1.jpg');
-      await waitFor('the insert to be notified and enrolled', async () => ((await listening.search([query]))[0]?.visitorId === row.id ? true : undefined), 2_000);
+      await waitFor('the insert to be notified and enrolled', async () => ((await listening.search([query]))[0]?.visitorId === row.id ? true : undefined));
     } finally {
       await listening.close();
     }

@@ -138,7 +138,7 @@ describe.skipIf(fixturesMissing)('face-recog visitors / gallery / db commands', 
       const match = await waitFor('rose to be recognised', async () => {
         const [m] = await gallery.search([query]);
         return m?.visitorId === 'rose' ? m : undefined;
-      }, 2_000);
+      });
       expect(match.similarity).toBeGreaterThan(0.44);
     });
 

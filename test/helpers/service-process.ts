@@ -20,6 +20,7 @@ const POLL_MS = 100;
 /** How long `stop` waits after its signal before SIGKILL. */
 const STOP_GRACE_MS = 30_000;
 const START_TIMEOUT_MS = 120_000;
+const OUTPUT_AFTER_EXIT_MS = 5_000;
 
 export interface Exit {
   code: number | null;
@@ -90,13 +91,18 @@ export class ServiceProcess {
     this.child = spawn(process.execPath, [...(options.nodeOptions ?? []), ...entry.server], { cwd: REPO_ROOT, env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.collect(this.child.stdout!, this.stdout);
     this.collect(this.child.stderr!, this.stderr);
-    this.exited = new Promise((resolve) =>
-      this.child.once('exit', (code, signal) => {
+    // Resolved once its output is read to the end too ('close'), so that the last lines are there;
+    // a grandchild still holding the pipes open (it should not) delays that by OUTPUT_AFTER_EXIT_MS at most.
+    this.exited = new Promise((resolve) => {
+      const done = (code: number | null, signal: NodeJS.Signals | null) => {
+        if (this.exit) return;
         this.exit = { code, signal };
         this.lines.emit('exit');
         resolve(this.exit);
-      }),
-    );
+      };
+      this.child.once('close', done);
+      this.child.once('exit', (code, signal) => setTimeout(() => done(code, signal), OUTPUT_AFTER_EXIT_MS).unref());
+    });
   }
 
   get pid(): number {

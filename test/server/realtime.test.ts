@@ -7,6 +7,7 @@ import Value from 'typebox/value';
 import WebSocket from 'ws';
 import { RealtimeMessage } from '../../src/server/schemas.js';
 import { fixturesMissing } from '../helpers/fixtures.js';
+import { waitFor } from '../helpers/wait.js';
 import { RealtimeClient as Client } from '../helpers/realtime-client.js';
 import { MemoryGallery } from './helpers/memory-gallery.js';
 import { base64Of, holdSlot, startServer, type TestServer } from './helpers/server.js';
@@ -96,10 +97,9 @@ describe.skipIf(fixturesMissing)('WebSocket /ws/realtime', () => {
     // Inference is busy elsewhere, so frame 1 waits for a slot while 2..5 arrive.
     const busy = holdSlot(server.scheduler);
     for (let id = 1; id <= 5; id++) client.send({ type: 'frame', image: base64Of(FRAME), id });
-    for (let tries = 0; tries < 500; tries++) {
-      if ((await metricValue(server, /face_recog_ws_frames_total\{outcome="dropped"\} (\d+)/)) - droppedBefore === 3) break;
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    await waitFor('frames 2 to 4 counted as dropped', async () =>
+      (await metricValue(server, /face_recog_ws_frames_total\{outcome="dropped"\} (\d+)/)) - droppedBefore === 3 ? true : undefined,
+    );
     busy.release();
     const messages = await client.receive(3);
     expect(messages.map((m) => m.type)).toEqual(['results', 'dropped', 'results']);
@@ -118,7 +118,7 @@ describe.skipIf(fixturesMissing)('WebSocket /ws/realtime', () => {
     client.send('{not json');
     client.send({ type: 'frame', image: 'junk!', id: 'junk' });
     for (let id = 1; id <= 4; id++) client.send({ type: 'frame', image: base64Of(FRAME), id });
-    for (let tries = 0; tries < 500 && (await dropped()) - droppedBefore < 3; tries++) await new Promise((resolve) => setTimeout(resolve, 10));
+    await waitFor('three frames counted as dropped', async () => ((await dropped()) - droppedBefore >= 3 ? true : undefined));
     busy.release();
     const messages = await client.until((all) => all.some((m) => m.type === 'results' && m.id === 4));
     expect(new Set(messages.map((m) => m.type))).toEqual(new Set(['error', 'dropped', 'results']));

@@ -5,6 +5,7 @@ import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { fixturesMissing } from '../helpers/fixtures.js';
+import { waitFor } from '../helpers/wait.js';
 import { base64Of, holdSlot, startServer, type TestServer } from './helpers/server.js';
 
 const IMAGE = 'hard/obama_240p.jpg';
@@ -39,13 +40,7 @@ function getFresh(server: TestServer, path: string): Promise<{ status: number; h
   });
 }
 
-async function until(condition: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 1000; i++) {
-    if (condition()) return;
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-  throw new Error(`gave up waiting for ${what}`);
-}
+const until = (condition: () => boolean, what: string) => waitFor(what, () => (condition() ? true : undefined));
 
 describe.skipIf(fixturesMissing)('graceful shutdown', () => {
   it('finishes the request in flight and refuses new connections', async () => {
@@ -96,15 +91,15 @@ describe.skipIf(fixturesMissing)('graceful shutdown', () => {
     for (const id of ['current', 'waiting', 'newest']) client.send(JSON.stringify({ type: 'frame', image: base64Of(IMAGE), id }));
     await until(() => server.scheduler.depth() === 1, 'the first frame to be queued');
     // 'waiting' was replaced by 'newest' once the metric counts one dropped frame.
-    for (let i = 0; i < 500; i++) {
-      const metrics = await (await fetch(`${server.url}/metrics`)).text();
-      if (/face_recog_ws_frames_total\{outcome="dropped"\} 1/.test(metrics)) break;
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
+    await waitFor('the waiting frame counted as dropped', async () =>
+      /face_recog_ws_frames_total\{outcome="dropped"\} 1/.test(await (await fetch(`${server.url}/metrics`)).text()) ? true : undefined,
+    );
     const closing = server.close();
     // While the socket's last frame is pending, the listener is still open: new requests are told to go away.
-    let late = await getFresh(server, '/health');
-    for (let i = 0; i < 200 && late.status === 200; i++) late = await getFresh(server, '/health');
+    const late = await waitFor('a request refused while closing', async () => {
+      const answer = await getFresh(server, '/health');
+      return answer.status === 200 ? undefined : answer;
+    });
     expect(late.status).toBe(503);
     expect(late.body.error.code).toBe('not_ready');
     expect(late.headers.connection).toBe('close');

@@ -27,7 +27,16 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startServer(options: { env?: Record<string, string>; engine?: 'loaded' | 'loading'; gallery?: MemoryGallery } = {}): Promise<TestServer> {
+export interface ServerOptions {
+  env?: Record<string, string>;
+  /** 'loading': serve with the models still loading (every inference route answers 503 not_ready). */
+  engine?: 'loaded' | 'loading';
+  gallery?: MemoryGallery;
+  /** A given port (e.g. the one a previous server had); by default a free one. */
+  port?: number;
+}
+
+export async function startServer(options: ServerOptions = {}): Promise<TestServer> {
   const config = loadConfig({ RECOGNIZER: 'mobilefacenet', MODELS_DIR, MODELS_OFFLINE: '1', LOG_LEVEL: 'info', ...options.env });
   const logs: string[] = [];
   const sink = new Writable({
@@ -49,7 +58,7 @@ export async function startServer(options: { env?: Record<string, string>; engin
     scheduler,
     metrics,
   });
-  await app.listen({ host: '127.0.0.1', port: 0 });
+  await app.listen({ host: '127.0.0.1', port: options.port ?? 0 });
   const address = app.server.address();
   if (address === null || typeof address === 'string') throw new Error('server has no TCP address');
   return {
