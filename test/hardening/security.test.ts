@@ -8,6 +8,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { quoteIdentifier } from '../../src/gallery/db.js';
 import { ApiKeys } from '../../src/server/auth.js';
+import { redactUrl } from '../../src/redact.js';
 import { auditVerdict } from '../../tools/audit.js';
 import { fixturesMissing, readTestdata } from '../helpers/fixtures.js';
 import { embeddingOf, engineExtractor, openGallery, startTestPostgres, waitFor } from '../gallery/helpers.js';
@@ -333,5 +334,22 @@ describe.skipIf(fixturesMissing)('security', () => {
     expect(unreachable.message).toContain('405 Method Not Allowed');
     expect(unreachable.checked).toBe(false);
     expect(auditVerdict('').checked).toBe(false);
+  });
+});
+
+describe('redactUrl: the secrets of a URL, masked for logs and printed status', () => {
+  it('masks a user-info password and api_key / password parameters, and nothing else', () => {
+    expect(redactUrl('postgres://face:s3cr3t@db.internal:5432/visitors?sslmode=require')).toBe('postgres://face:[redacted]@db.internal:5432/visitors?sslmode=require');
+    expect(redactUrl('/ws/realtime?api_key=k-123&x=1')).toBe('/ws/realtime?api_key=[redacted]&x=1');
+    expect(redactUrl('/api/v1/detect?x=1&API_KEY=k-123#top')).toBe('/api/v1/detect?x=1&API_KEY=[redacted]#top');
+    expect(redactUrl('postgresql://db/visitors?user=face&password=s3cr3t')).toBe('postgresql://db/visitors?user=face&password=[redacted]');
+    expect(redactUrl('postgres://face@db/visitors')).toBe('postgres://face@db/visitors');
+    expect(redactUrl('/health')).toBe('/health');
+  });
+
+  it('masks all of a password holding an unescaped "@" or ":", however the URL parses', () => {
+    const redacted = redactUrl('postgres://face:p@ss:w0rd@db/visitors');
+    expect(redacted).toBe('postgres://face:[redacted]@db/visitors');
+    expect(redacted).not.toMatch(/p@ss|w0rd/);
   });
 });

@@ -12,7 +12,7 @@ import { downloadProgressReporter } from '../../engine/models/progress.js';
 import { MODELS, getModel } from '../../engine/models/registry.js';
 import { ensureModel, sha256File, type ModelStoreOptions } from '../../engine/models/store.js';
 import { FaceRecogError } from '../../errors.js';
-import { clampSimilarity } from '../../server/recognition.js';
+import { clampSimilarity, faceView } from '../../server/recognition.js';
 
 function storeOptions(config: Config): ModelStoreOptions {
   return { dir: config.models.dir, offline: config.models.offline, mirror: config.models.mirror ?? undefined, onProgress: downloadProgressReporter() };
@@ -48,12 +48,6 @@ async function readImage(path: string): Promise<RgbImage> {
   return decodeImage(bytes, { maxBytes: config.limits.maxImageBytes, maxPixels: config.limits.maxImagePixels });
 }
 
-const round = (v: number): number => Math.round(v * 100) / 100;
-
-function faceJson(face: Face) {
-  return { bbox: face.box.map(round), confidence: face.score, landmarks: face.landmarks.map((p) => p.map(round)) };
-}
-
 /** Boxes and the five landmarks drawn over the image, as an SVG composited by sharp. */
 async function drawFaces(image: RgbImage, faces: Face[], out: string): Promise<void> {
   const stroke = Math.max(2, Math.round(Math.max(image.width, image.height) / 300));
@@ -86,7 +80,7 @@ export function registerEngineCommands(program: Command): void {
       const image = await readImage(path);
       const detector = await loadDetector();
       const faces = await detector.detect(image);
-      console.log(JSON.stringify({ faces: faces.map(faceJson), count: faces.length }, null, 2));
+      console.log(JSON.stringify({ faces: faces.map(faceView), count: faces.length }, null, 2));
       if (options.out) {
         await drawFaces(image, faces, options.out);
         console.error(`wrote ${options.out}`);
