@@ -1,9 +1,10 @@
-// The shape of bench/results/latest.json (times in ms, medians unless named), and the issue's
-// targets judged from it.
+// The shape of bench/results/latest.json (times in ms, medians unless named), and the targets
+// of bench/targets.ts judged from it.
 import type { Latency, machine } from './common.js';
 import type { Throughput } from './http.js';
 import type { RealtimeRate } from './realtime.js';
 import type { EngineResult } from './engine.js';
+import { TARGETS, type TargetSpec } from './targets.js';
 
 /** Keyed by gallery size (faces or visitors) or by client count, as JSON object keys. */
 export type BySize<T> = Record<string, T>;
@@ -53,8 +54,9 @@ export interface BenchResults {
   targets: Target[];
 }
 
+/** A target of bench/targets.ts, judged on one run's figures. */
 export interface Target {
-  id: 'scale' | 'on_the_fly' | 'opencv' | 'rss';
+  id: string;
   what: string;
   /** The measured figure, as shown. */
   measured: string;
@@ -63,48 +65,26 @@ export interface Target {
   met: boolean | null;
 }
 
-const fmt = (v: number, digits = 1) => v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+const fmt = (v: number) => v.toLocaleString('en-US', { maximumFractionDigits: v >= 1000 ? 0 : v >= 10 ? 1 : 2 });
+
+/** The number at a dotted path of the results (`gallery.rss_mb.1000000`), or undefined. */
+function figureAt(r: object, path: string): number | undefined {
+  const value = path.split('.').reduce<unknown>((at, key) => (at !== null && typeof at === 'object' ? (at as Record<string, unknown>)[key] : undefined), r);
+  return typeof value === 'number' && Number.isFinite(value) ? value : undefined;
+}
+
+export function judgeTarget(spec: TargetSpec, r: object): Target {
+  const figure = figureAt(r, spec.figure);
+  const per = spec.per === undefined ? 1 : figureAt(r, spec.per);
+  const ratio = spec.per !== undefined;
+  const limit = spec.atMost ?? spec.atLeast!;
+  const goal = `${spec.atMost !== undefined ? '<=' : '>='} ${fmt(limit)}${ratio ? 'x' : ` ${spec.unit}`}`;
+  if (figure === undefined || per === undefined) return { id: spec.id, what: spec.what, measured: 'not measured', goal, met: null };
+  const value = figure / per;
+  const measured = ratio ? `${fmt(figure)} ${spec.unit} vs ${fmt(per)} ${spec.unit}: ${fmt(value)}x` : `${fmt(figure)} ${spec.unit}`;
+  return { id: spec.id, what: spec.what, measured, goal, met: spec.atMost !== undefined ? value <= spec.atMost : value >= limit };
+}
 
 export function judgeTargets(r: Omit<BenchResults, 'targets'>): Target[] {
-  const g = r.gallery;
-  const at100 = g.recognize_p50['100'];
-  const at1m = g.recognize_p50['1000000'];
-  const sizesAbove1000 = Object.keys(g.recognize_p50).map(Number).filter((n) => n >= 1000).sort((a, b) => a - b);
-  const ours1000 = sizesAbove1000.length ? g.recognize_p50[String(sizesAbove1000[0])] : undefined;
-  const guide1000 = g.on_the_fly_p50['1000'];
-  const rss1m = g.rss_mb['1000000'];
-  const { ort_yunet_raw: ort, opencv_yunet_raw: opencv } = r.engine;
-  return [
-    {
-      id: 'scale',
-      what: 'recognize p50 at 1,000,000 faces vs at 100',
-      measured: at1m === undefined ? 'not measured' : `${fmt(at1m)} ms vs ${fmt(at100)} ms: ${fmt(at1m / at100, 2)}x`,
-      goal: '<= 2x',
-      met: at1m === undefined ? null : at1m <= 2 * at100,
-    },
-    {
-      id: 'on_the_fly',
-      what: `recognize p50 at 1,000 visitors: the guide's on-the-fly design vs ours (ours at ${sizesAbove1000[0]?.toLocaleString('en-US') ?? '-'} faces)`,
-      measured:
-        guide1000 === undefined || ours1000 === undefined
-          ? 'not measured'
-          : `${fmt(guide1000, 0)} ms vs ${fmt(ours1000)} ms: ${fmt(guide1000 / ours1000, 0)}x faster`,
-      goal: '>= 20x faster',
-      met: guide1000 === undefined || ours1000 === undefined ? null : guide1000 >= 20 * ours1000,
-    },
-    {
-      id: 'opencv',
-      what: 'YuNet forward on the same 640x640 blob: onnxruntime (ours) vs OpenCV DNN',
-      measured: opencv === null ? `${fmt(ort, 2)} ms vs not measured` : `${fmt(ort, 2)} ms vs ${fmt(opencv, 2)} ms`,
-      goal: 'ours <= OpenCV',
-      met: opencv === null ? null : ort <= opencv,
-    },
-    {
-      id: 'rss',
-      what: 'service RSS with 1,000,000 faces',
-      measured: rss1m === undefined ? 'not measured' : `${rss1m} MB`,
-      goal: '<= 1536 MB (1.5 GB)',
-      met: rss1m === undefined ? null : rss1m <= 1536,
-    },
-  ];
+  return TARGETS.map((spec) => judgeTarget(spec, r));
 }

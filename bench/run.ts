@@ -16,7 +16,7 @@ import { expectFaces, expectFeatures, expectQueryVisitor, throughput, timeReques
 import { STORED_MAX_SIDE, jpegAt, storedPhotos } from './inputs.js';
 import { benchOnTheFly, type OnTheFlyPoint } from './on-the-fly.js';
 import { realtimeRate, type RealtimeRate } from './realtime.js';
-import { headlineTable, writeReport } from './report.js';
+import { headlineTable, targetsTable, writeReport } from './report.js';
 import { judgeTargets, type BenchResults } from './results.js';
 import { Service, stageMeansMs } from './service.js';
 
@@ -174,6 +174,7 @@ async function main(): Promise<void> {
 
     section('headline');
     console.log(headlineTable(results));
+    console.log(`\n${targetsTable(results)}`);
     console.log(`\nwrote ${resultsPath}, ${markdownPath} and its chart in ${Math.round(results.duration_s)} s`);
   } finally {
     await service.stop();
