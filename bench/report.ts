@@ -37,6 +37,7 @@ function status(target: Target): string {
 }
 
 const quoted = (range: [number, number]) => `quoted ${n(range[0])}-${n(range[1])} ms`;
+const measured = (v: number | undefined) => (v === undefined ? 'not measured' : `measured ${ms(v, 0)}`);
 
 export function headlineTable(r: BenchResults): string {
   const g = r.gallery;
@@ -44,11 +45,11 @@ export function headlineTable(r: BenchResults): string {
   const oursAtGuideSize = sizes.find((s) => s >= GUIDE_COMPARED_AT);
   const largest = sizes[sizes.length - 1];
   const rows: string[][] = [
-    ['recognize p50, 100 visitors (HTTP, 640x480 JPEG)', ms(g.recognize_p50['100']), `${quoted(GUIDE_SMALL.ms)}; measured ${ms(g.on_the_fly_p50['100'], 0)}`],
+    ['recognize p50, 100 visitors (HTTP, 640x480 JPEG)', ms(g.recognize_p50['100']), `${quoted(GUIDE_SMALL.ms)}; ${measured(g.on_the_fly_p50['100'])}`],
     [
       `**recognize p50, ${n(GUIDE_COMPARED_AT)} visitors**`,
       oursAtGuideSize === undefined ? 'not measured' : `${ms(g.recognize_p50[String(oursAtGuideSize)])} (at ${n(oursAtGuideSize)} faces)`,
-      `${quoted(GUIDE_MEDIUM.ms)}; measured ${ms(g.on_the_fly_p50[String(GUIDE_COMPARED_AT)], 0)}`,
+      `${quoted(GUIDE_MEDIUM.ms)}; ${measured(g.on_the_fly_p50[String(GUIDE_COMPARED_AT)])}`,
     ],
     [`**recognize p50, ${n(largest)} faces**`, `${ms(g.recognize_p50[String(largest)])} (p95 ${ms(g.recognize_p95[String(largest)])})`, 'guide: "consider caching features"'],
     ['**YuNet forward, same 640x640 blob**', `onnxruntime ${ms(r.engine.ort_yunet_raw, 2)}`, `OpenCV ${r.engine.opencv_version ?? ''} DNN ${ms(r.engine.opencv_yunet_raw ?? undefined, 2)}`],
