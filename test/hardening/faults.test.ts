@@ -215,12 +215,21 @@ describe.skipIf(fixturesMissing)('faults', () => {
       const finished = answers.filter((a) => a.outcome === '200').length;
       reliability.note(`SIGTERM: ${finished} of ${answers.length} HTTP requests sent just before it finished with 200 (at least ${accepted} were waiting in the queue when it came), the others were refused cleanly.`);
       expect(finished).toBeGreaterThanOrEqual(accepted);
+      // A frame the service read before the signal is answered or reported dropped; one that was
+      // still on its way (a loaded machine reads slowly) is refused with not_ready, which names no
+      // frame: each refusal accounts for one frame without an answer. None may be lost.
       for (const [c, camera] of cameras.entries()) {
         const { code } = await camera.closed;
-        const answered = new Set(camera.messages.flatMap((m) => (m.type === 'dropped' ? m.ids : [m.id])));
-        const all = sent[c].every((id) => answered.has(id)) && camera.messages.every((m) => ['results', 'dropped'].includes(m.type));
-        reliability.record('WebSocket camera with 4 frames sent when SIGTERM arrived', `${all ? 'every frame answered (results or dropped)' : 'FRAMES LOST'}, closed ${code}`);
-        expect(all).toBe(true);
+        const answered = new Set(camera.messages.flatMap((m) => (m.type === 'dropped' ? m.ids : m.type === 'results' ? [m.id] : [])));
+        const refused = camera.messages.filter((m) => wsOutcome(m) === 'error not_ready').length;
+        const others = camera.messages.map(wsOutcome).filter((o) => !['results', 'dropped', 'error not_ready'].includes(o));
+        const unanswered = sent[c].filter((id) => !answered.has(id));
+        const clean = others.length === 0 && unanswered.length === refused;
+        reliability.record(
+          'WebSocket camera with 4 frames sent when SIGTERM arrived',
+          `${clean ? 'every frame answered (results or dropped) or refused (not_ready)' : 'FRAMES LOST'}, closed ${code}`,
+        );
+        expect({ others, unanswered: unanswered.length }, JSON.stringify(camera.messages.map(wsOutcome))).toEqual({ others: [], unanswered: refused });
         expect(code).toBe(1001);
       }
       const exit = await service.exited;
