@@ -13,6 +13,9 @@ export const QUICK = process.argv.includes('--quick');
 /** Runs before the timed ones, unmeasured: the first calls pay for caches, JIT and connections. */
 export const WARMUP_RUNS = 3;
 
+/** The burst: this many clients at once, each sending this many recognize requests and ignoring Retry-After. */
+export const BURST = { clients: 64, requestsEach: 5 };
+
 /** The `q`-quantile (0 to 1) of `values`: the smallest value with at least that share at or below it. */
 export function percentile(values: number[], q: number): number {
   const sorted = [...values].sort((a, b) => a - b);

@@ -1,6 +1,6 @@
 // The feature cache: our own table of what the recognizer made of each stored image, so an image
 // is extracted once per model, not on every recognition (the guide's on-the-fly design).
-import type { Database } from './db.js';
+import type { Database, Queryable } from './db.js';
 import type { SourceRow, SourceTable } from './sources.js';
 import type { ImageReason, Rotation } from './types.js';
 
@@ -159,9 +159,9 @@ export class FeatureCache {
   }
 
   /** Which of these synthetic ids are still cached (synthetic rows have no source row to check). */
-  async existingSynthetic(ids: number[]): Promise<Set<number>> {
+  async existingSynthetic(ids: number[], db: Queryable = this.db): Promise<Set<number>> {
     if (ids.length === 0) return new Set();
-    const rows = await this.db.query<{ id: string }>(
+    const rows = await db.query<{ id: string }>(
       `SELECT id::text AS id FROM ${this.table} WHERE id = ANY ($1::bigint[]) AND source_table = 'synthetic' AND model = $2`,
       [ids, this.model],
     );

@@ -10,12 +10,13 @@ import { FaceRecogError } from '../errors.js';
 import { redactUrl } from '../redact.js';
 import { Catalog, type Face } from './catalog.js';
 import { openDatabase, type OpenDatabase } from './connect.js';
-import { DATABASE_RETRY_AFTER_S, sqlState, type Database } from './db.js';
+import { DATABASE_RETRY_AFTER_S, sqlState, type Database, type Queryable } from './db.js';
 import { FeatureCache } from './feature-cache.js';
 import { listImages, type ImagePage, type ImageQuery } from './images.js';
 import { describeProblem } from './problems.js';
 import { existingRowVersions, rowVersionKey, type Source, type SourceRow } from './sources.js';
 import { GallerySync } from './sync.js';
+import type { TimeLimit } from './time-limit.js';
 import type { Extractor, Gallery, GalleryStatus, Match } from './types.js';
 import { VectorIndex } from './vector-index.js';
 
@@ -45,6 +46,11 @@ const DEEPER = 4;
 
 type Connection = NonNullable<GallerySync['connection']>;
 
+/** `work` on the database, within `limit` when there is one. */
+function read<T>(db: Database, limit: TimeLimit | undefined, work: (db: Queryable) => Promise<T>): Promise<T> {
+  return limit ? db.readWithin(limit, work) : work(db);
+}
+
 class PostgresGallery implements GalleryHandle {
   readonly ready: Promise<void>;
 
@@ -66,13 +72,13 @@ class PostgresGallery implements GalleryHandle {
     throw new FaceRecogError('gallery_unavailable', `the visitor gallery is unavailable: ${why}`, { retryAfterS: DATABASE_RETRY_AFTER_S });
   }
 
-  async search(queries: Float32Array[]): Promise<(Match | null)[]> {
+  async search(queries: Float32Array[], limit?: TimeLimit): Promise<(Match | null)[]> {
     const connection = this.usable();
     const results: (Match | null)[] = queries.map(() => null);
     let open = queries.map((_, i) => i);
     for (let k = FIRST_CANDIDATES; open.length > 0 && this.catalog.faces > 0; k *= DEEPER) {
-      const candidates = await this.catalog.nearest(open.map((i) => queries[i]), k);
-      const alive = await this.confirm(connection, candidates.flat().map((c) => c.face));
+      const candidates = await this.catalog.nearest(open.map((i) => queries[i]), k, limit);
+      const alive = await this.confirm(connection, candidates.flat().map((c) => c.face), limit);
       let staleSeen = false;
       open = open.filter((query, j) => {
         const best = candidates[j].find((c) => alive.has(c.face));
@@ -87,14 +93,14 @@ class PostgresGallery implements GalleryHandle {
   }
 
   /** The faces whose stored image is still there, unchanged, now. */
-  private async confirm(connection: Connection, faces: Face[]): Promise<Set<Face>> {
+  private async confirm(connection: Connection, faces: Face[], limit: TimeLimit | undefined): Promise<Set<Face>> {
     const unique = [...new Set(faces)];
     const rows = unique.flatMap((f) => (f.source ? [f.source] : []));
     const synthetic = unique.filter((f) => !f.source).map((f) => f.featureId);
     try {
       const [versions, syntheticIds] = await Promise.all([
-        this.existingVersions(connection, rows),
-        connection.cache.existingSynthetic(synthetic),
+        this.existingVersions(connection, rows, limit),
+        synthetic.length === 0 ? new Set<number>() : read(connection.db, limit, (db) => connection.cache.existingSynthetic(synthetic, db)),
       ]);
       const alive = new Set(unique.filter((f) => (f.source ? versions.has(rowVersionKey(f.source)) : syntheticIds.has(f.featureId))));
       // No sync follows synthetic faces (they have no source row): a dropped one leaves here.
@@ -106,16 +112,22 @@ class PostgresGallery implements GalleryHandle {
     }
   }
 
-  private async existingVersions(connection: Connection, rows: SourceRow[]): Promise<Set<string>> {
+  private async existingVersions(connection: Connection, rows: SourceRow[], limit: TimeLimit | undefined): Promise<Set<string>> {
+    if (rows.length === 0) return new Set();
     try {
-      return await existingRowVersions(connection.db, connection.sources, rows);
+      return await read(connection.db, limit, (db) => existingRowVersions(db, connection.sources, rows));
     } catch (error) {
       if (!['42P01', '42703'].includes(sqlState(error) ?? '')) throw error;
       // A visitor table was dropped or altered since the sync last looked: check table by table,
-      // counting the rows of a table that cannot be read as gone.
+      // counting the rows of a table that cannot be read as gone (but not a table out of time).
       this.sync.wake(true);
       const perTable = await Promise.all(
-        connection.sources.map((source: Source) => existingRowVersions(connection.db, [source], rows).catch(() => new Set<string>())),
+        connection.sources.map((source: Source) =>
+          read(connection.db, limit, (db) => existingRowVersions(db, [source], rows)).catch((failure: unknown) => {
+            if (failure instanceof FaceRecogError && failure.code === 'timeout') throw failure;
+            return new Set<string>();
+          }),
+        ),
       );
       return new Set(perTable.flatMap((s) => [...s]));
     }

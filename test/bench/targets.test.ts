@@ -10,7 +10,12 @@ import { judgeTarget, type BenchResults } from '../../bench/results.js';
 import { TARGETS } from '../../bench/targets.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 
-const results = { gallery: { recognize_p50: { '100': 30, '1000000': 57 }, rss_mb: { '100': 250 } } };
+const results = {
+  gallery: { recognize_p50: { '100': 30, '1000000': 57 }, rss_mb: { '100': 250 } },
+  http: { recognize: { p50: 30 } },
+  throughput_rps: { recognize: { c16: 60 } },
+  burst: { served_fraction: 0.9 },
+};
 
 describe('benchmark targets', () => {
   it('judges a ratio against an upper limit', () => {
@@ -22,6 +27,28 @@ describe('benchmark targets', () => {
   it('judges a plain figure against a lower limit', () => {
     const spec = { id: 'rss', what: 'w', figure: 'gallery.rss_mb.100', unit: 'MB' as const, atLeast: 300 };
     expect(judgeTarget(spec, results)).toMatchObject({ measured: '250 MB', goal: '>= 300 MB', met: false });
+  });
+
+  it('judges a rate times a time in ms, a count, against a lower limit', () => {
+    const spec = { id: 'throughput', what: 'w', figure: 'throughput_rps.recognize.c16', times: 'http.recognize.p50', unit: '/s' as const, atLeast: 1.5 };
+    expect(judgeTarget(spec, results)).toMatchObject({ measured: '60 /s x 30 ms = 1.8', goal: '>= 1.5', met: true });
+    expect(judgeTarget({ ...spec, atLeast: 2 }, results).met).toBe(false);
+    expect(judgeTarget({ ...spec, times: 'http.detect.p50' }, results)).toMatchObject({ measured: 'not measured', met: null });
+  });
+
+  it('shows a share as a percentage', () => {
+    const spec = { id: 'burst', what: 'w', figure: 'burst.served_fraction', unit: 'share' as const, atLeast: 0.95 };
+    expect(judgeTarget(spec, results)).toMatchObject({ measured: '90%', goal: '>= 95%', met: false });
+  });
+
+  it('holds every issue target of the table: ids once each, one limit, at most one other figure', () => {
+    const ids = TARGETS.map((t) => t.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(ids).toEqual(expect.arrayContaining(['scale', 'on_the_fly', 'opencv', 'rss', 'http_overhead', 'throughput', 'eight_faces', 'reconcile', 'burst', 'event_loop']));
+    for (const t of TARGETS) {
+      expect((t.atMost === undefined) !== (t.atLeast === undefined), t.id).toBe(true);
+      expect(t.per !== undefined && t.times !== undefined, t.id).toBe(false);
+    }
   });
 
   it('calls a figure the run has not got "not measured", neither met nor missed', () => {

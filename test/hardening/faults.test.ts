@@ -73,6 +73,8 @@ describe.skipIf(fixturesMissing)('faults', () => {
           API_KEYS: KEY,
           GALLERY_POLL_MS: '200',
           REQUEST_TIMEOUT_MS: '60000',
+          // One image at a time, so that a few requests make a queue that stays (SIGTERM test below).
+          INFERENCE_CONCURRENCY: '1',
         },
       });
       url = await service.url();
@@ -198,7 +200,9 @@ describe.skipIf(fixturesMissing)('faults', () => {
 
       // The service gives work in flight REQUEST_TIMEOUT_MS, then 10 s more, before it exits anyway.
       void service.stop('SIGTERM', 90_000);
-      // Sent once the service has logged that it is shutting down: from then on it must refuse.
+      // Sent once the service has logged that it is shutting down: from then on it must refuse (with
+      // inference off its event loop it would otherwise accept a request sent in the same instant,
+      // before the signal is handled, and rightly answer it).
       await service.line('"shutting down"', (line) => line.includes('"msg":"shutting down'));
       const late = await freshPost(Number(servicePort), '/api/v1/detect', { image: base64Of(PHOTO) });
       const refusedCleanly = ['503 not_ready', 'connection refused'];

@@ -39,18 +39,23 @@ describe.skipIf(fixturesMissing)('WebSocket /ws/realtime', () => {
   });
   afterAll(() => server?.close());
 
-  it('answers a frame with every face, its visitor and the latency', async () => {
+  it('answers a frame with every face, its track and the latency; the visitor once the track\'s frames name it', async () => {
     const client = await connect();
     client.send({ type: 'frame', image: base64Of(FRAME), id: 'cam1-0001' });
     const [results] = await client.receive(1);
     expect(results).toMatchObject({ type: 'results', id: 'cam1-0001', count: 1 });
-    expect(results.faces[0]).toMatchObject({ visitor_id: 'obama', matched: true });
+    // One frame alone names nobody (tracks: test/server/tracking-socket.test.ts).
+    expect(results.faces[0]).toMatchObject({ visitor_id: null, matched: false, track_id: expect.any(String) });
     // As in recognize: `confidence` is the match (what the guide hands to handleRecognizedVisitor).
-    expect(Object.keys(results.faces[0])).toEqual(['bbox', 'landmarks', 'detection_confidence', 'confidence', 'visitor_id', 'matched']);
+    expect(Object.keys(results.faces[0])).toEqual(['bbox', 'landmarks', 'detection_confidence', 'confidence', 'visitor_id', 'matched', 'track_id']);
     expect(results.faces[0].confidence).toBeGreaterThan(0.45);
     expect(results.faces[0].confidence).toBeLessThanOrEqual(1);
     expect(results.faces[0].detection_confidence).toBeGreaterThan(0.9);
     expect(results.latency_ms).toBeGreaterThan(0);
+    for (const id of ['cam1-0002', 'cam1-0003']) client.send({ type: 'frame', image: base64Of(FRAME), id });
+    const answers = await client.until((messages) => messages.some((m) => m.id === 'cam1-0003'));
+    const named = answers.find((m) => m.id === 'cam1-0003');
+    expect(named.faces[0]).toMatchObject({ visitor_id: 'obama', matched: true, track_id: results.faces[0].track_id });
   });
 
   it('numbers frames that carry no id, and serves the misspelt alias path too', async () => {
@@ -126,6 +131,68 @@ describe.skipIf(fixturesMissing)('WebSocket /ws/realtime', () => {
       expect(Value.Check(RealtimeMessage, message), JSON.stringify(message).slice(0, 200)).toBe(true);
       expect(Array.isArray(message.faces)).toBe(true);
       expect(message.count).toBe(message.faces.length);
+    }
+  });
+
+  it('cancels the frames of a connection that closes: the waiting one is not processed, the one in progress neither searched for nor answered', async () => {
+    const client = await connect();
+    const metric = (name: string) => metricValue(server, new RegExp(`${name.replace(/[{}]/g, '\\$&')} (\\d+)`));
+    const frames = (outcome: string) => metric(`face_recog_ws_frames_total{outcome="${outcome}"}`);
+    const decodes = () => metric('face_recog_inference_seconds_count{model="image",stage="decode"}');
+    const before = { processed: await frames('processed'), cancelled: await frames('cancelled'), dropped: await frames('dropped'), decodes: await decodes() };
+    const searches = server.gallery.searches;
+
+    // Frame 1 waits for the busy slot (in progress for the connection), 2 waits behind it and 3 replaces 2.
+    const busy = holdSlot(server.scheduler);
+    for (let id = 1; id <= 3; id++) client.send({ type: 'frame', image: base64Of(FRAME), id });
+    await waitFor('frame 2 counted as dropped', async () => ((await frames('dropped')) - before.dropped === 1 ? true : undefined));
+    client.socket.close();
+    await client.closed;
+    // The waiting frame goes with the connection...
+    await waitFor('the waiting frame counted as cancelled', async () => ((await frames('cancelled')) - before.cancelled === 1 ? true : undefined));
+    busy.release();
+    // ...and the one in progress ends after its inference, unanswered.
+    await waitFor('the frame in progress counted as cancelled', async () => ((await frames('cancelled')) - before.cancelled === 2 ? true : undefined));
+    await server.scheduler.idle();
+
+    expect((await frames('processed')) - before.processed).toBe(0);
+    expect((await decodes()) - before.decodes).toBe(1);
+    expect(server.gallery.searches).toBe(searches);
+    expect(client.messages).toEqual([]);
+  });
+
+  it('runs each connection\'s stage over its results before sending them, and closes it with the connection', async () => {
+    const opened: unknown[] = [];
+    const closed: unknown[] = [];
+    const gallery = new MemoryGallery();
+    await gallery.enroll('obama', 'faces/obama/2.jpg');
+    const staged = await startServer({
+      gallery,
+      openConnectionStage: ({ request, send }) => {
+        const camera = (request.query as { camera?: string }).camera;
+        opened.push(camera);
+        return {
+          results: (faces, frame) => {
+            send({ type: 'error', code: 'internal', message: `stage saw frame ${frame.id}`, id: frame.id, faces: [], count: 0 });
+            return faces.map((face) => ({ ...face, visitor_id: `${camera}:${face.visitor_id}`, track_id: `${camera}-track` }));
+          },
+          close: () => closed.push(camera),
+        };
+      },
+    });
+    try {
+      const client = await connect('/ws/realtime?camera=lobby', {}, staged);
+      client.send({ type: 'frame', image: base64Of(FRAME), id: 'f1' });
+      const [own, results] = await client.receive(2);
+      expect(own).toMatchObject({ type: 'error', id: 'f1', message: 'stage saw frame f1' });
+      expect(results).toMatchObject({ type: 'results', id: 'f1', count: 1, faces: [{ visitor_id: 'lobby:obama', matched: true }] });
+      expect(opened).toEqual(['lobby']);
+      client.socket.close();
+      await client.closed;
+      await waitFor("the lobby connection's stage closed", () => (closed.length > 0 ? true : undefined));
+      expect(closed).toEqual(['lobby']);
+    } finally {
+      await staged.close();
     }
   });
 

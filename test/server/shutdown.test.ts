@@ -61,6 +61,19 @@ describe.skipIf(fixturesMissing)('graceful shutdown', () => {
     await closing;
   });
 
+  it('refuses a request when the shutdown begins later in the turn in which it arrived, as a SIGTERM that came with its bytes does', async () => {
+    const server = await startServer();
+    let closing: Promise<void> | undefined;
+    // Fastify's own 'request' listener has admitted the request when this one runs.
+    server.app.server.once('request', () => {
+      closing = server.close();
+    });
+    const late = await getFresh(server, '/health');
+    expect(late.status).toBe(503);
+    expect(late.body.error.code).toBe('not_ready');
+    await closing;
+  });
+
   it('ends kept-alive connections after their last answer, so they do not hold the shutdown open', async () => {
     const server = await startServer();
     const busy = holdSlot(server.scheduler);
@@ -79,7 +92,7 @@ describe.skipIf(fixturesMissing)('graceful shutdown', () => {
     expect(received).toMatch(/^connection: close/im);
   });
 
-  it('answers the frame in progress, reports the waiting one dropped, then closes WebSockets with 1001', async () => {
+  it('answers the frame in progress, reports the waiting one and any arriving after dropped, then closes WebSockets with 1001', async () => {
     const server = await startServer();
     const client = new WebSocket(`${server.wsUrl}/ws/realtime`);
     await new Promise((resolve, reject) => client.once('open', resolve).once('error', reject));
@@ -95,19 +108,27 @@ describe.skipIf(fixturesMissing)('graceful shutdown', () => {
       /face_recog_ws_frames_total\{outcome="dropped"\} 1/.test(await (await fetch(`${server.url}/metrics`)).text()) ? true : undefined,
     );
     const closing = server.close();
-    // While the socket's last frame is pending, the listener is still open: new requests are told to go away.
-    const late = await waitFor('a request refused while closing', async () => {
-      const answer = await getFresh(server, '/health');
-      return answer.status === 200 ? undefined : answer;
-    });
+    // While the socket's last frame is pending, the listener is still open: new requests are told
+    // to go away, from the first one sent after the close began (Fastify's own closing state comes
+    // only after its close hooks, so the service refuses on its own).
+    expect(server.service.closing).toBe(true);
+    const late = await getFresh(server, '/health');
     expect(late.status).toBe(503);
     expect(late.body.error.code).toBe('not_ready');
     expect(late.headers.connection).toBe('close');
+    // Once the socket is told to finish (the waiting frame counted dropped), a frame that arrives is
+    // reported dropped at once.
+    const dropped = async () => (await server.service.metrics.registry.getSingleMetricAsString('face_recog_ws_frames_total')).match(/outcome="dropped"\} (\d+)/)?.[1];
+    await waitFor('the waiting frame counted as dropped by the close', async () => ((await dropped()) === '2' ? true : undefined));
+    client.send(JSON.stringify({ type: 'frame', image: base64Of(IMAGE), id: 'late' }));
+    await waitFor('the late frame answered', () => (messages.length > 0 ? true : undefined));
+    expect(messages).toHaveLength(1);
     busy.release();
 
     expect(await closed).toBe(1001);
-    // The frame in progress is answered; the one still waiting is reported dropped, not silently lost.
+    // The frame in progress is answered; the ones still waiting or arriving are reported dropped, not silently lost.
     expect(messages).toEqual([
+      { type: 'dropped', ids: ['late'], faces: [], count: 0 },
       expect.objectContaining({ type: 'results', id: 'current', count: 1 }),
       { type: 'dropped', ids: ['waiting', 'newest'], faces: [], count: 0 },
     ]);

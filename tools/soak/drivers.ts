@@ -3,7 +3,7 @@
 // until `stop` is aborted and tallies every answer it gets.
 import { setTimeout as delay } from 'node:timers/promises';
 import WebSocket from 'ws';
-import { QUERIES, ROUTES, b64, perform, post, recognizedIds, sameVisitors, workload, type Call, type Outcome, type Tally } from './workload.js';
+import { QUERIES, ROUTES, b64, noneMisnamed, perform, post, recognizedIds, workload, type Call, type Outcome, type Tally } from './workload.js';
 
 export interface DriverSettings {
   /** The service's RATE_LIMIT_PER_MINUTE, per key. */
@@ -108,13 +108,15 @@ export async function camera(url: string, key: string, settings: DriverSettings,
   };
   socket.on('message', (data) => {
     const message = JSON.parse(data.toString());
+    // A visitor's arrival is not the answer to a frame; its frame's results follow.
+    if (message.type === 'event') return;
     if (message.type === 'dropped') {
       for (const id of message.ids as number[]) answer(id, { outcome: 'dropped', problem: null });
       return;
     }
     const expected = sent.get(message.id)?.visitors;
     if (message.type === 'results') {
-      const ok = expected !== 'junk' && expected !== undefined && sameVisitors(recognizedIds(message), expected);
+      const ok = expected !== 'junk' && expected !== undefined && noneMisnamed(recognizedIds(message), expected);
       answer(message.id, { outcome: 'results', problem: ok ? null : `expected ${JSON.stringify(expected)}` });
     } else {
       const outcome = `error ${message.code}`;

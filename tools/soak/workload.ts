@@ -97,6 +97,22 @@ export function sameVisitors(got: (string | null)[], want: (string | null)[]): b
   return sort(got) === sort(want);
 }
 
+/**
+ * A realtime face is named once its track's frames say so: each face is its expected visitor or
+ * not named yet, never anyone else.
+ */
+export function noneMisnamed(got: (string | null)[], want: (string | null)[]): boolean {
+  if (got.length !== want.length) return false;
+  const left = [...want];
+  for (const id of got) {
+    if (id === null) continue;
+    const at = left.indexOf(id);
+    if (at < 0) return false;
+    left.splice(at, 1);
+  }
+  return true;
+}
+
 /** The mix every HTTP worker cycles through: every route, right and wrong requests, each with its correct answer. */
 export function workload(key: string): Call[] {
   const recognize: Call[] = QUERIES.map(({ photo, visitors }) => ({

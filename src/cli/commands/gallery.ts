@@ -4,7 +4,7 @@ import cliProgress from 'cli-progress';
 import { InvalidArgumentError, type Command } from 'commander';
 import { getRecognizer } from '../../engine/models/registry.js';
 import { FaceRecogError } from '../../errors.js';
-import { withConfiguredDatabase } from '../../gallery/connect.js';
+import { withConfiguredDatabase } from '../database.js';
 import { cacheCounts, removeSynthetic } from '../../gallery/feature-cache.js';
 import { migrate } from '../../gallery/migrations.js';
 import { describeProblem } from '../../gallery/problems.js';
