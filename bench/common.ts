@@ -1,17 +1,22 @@
 // Shared by the benchmarks: where inputs live, how figures are summarised and where they are written.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { MODELS_DIR, REPO_ROOT, TESTDATA_DIR } from '../test/helpers/paths.js';
 
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-export const TESTDATA_DIR = resolve(process.env.TESTDATA_DIR ?? join(REPO_ROOT, '..', 'shared', 'testdata'));
-export const MODELS_DIR = resolve(process.env.MODELS_DIR ?? join(TESTDATA_DIR, 'models'));
+export { MODELS_DIR, REPO_ROOT, TESTDATA_DIR };
 export const RESULTS_DIR = join(REPO_ROOT, 'bench', 'results');
 /** SFace cannot be downloaded on the benchmark machine; MobileFaceNet has the same input and output sizes. */
 export const RECOGNIZER = process.env.RECOGNIZER ?? 'mobilefacenet';
 export const QUICK = process.argv.includes('--quick');
 
+/** Runs before the timed ones, unmeasured: the first calls pay for caches, JIT and connections. */
+export const WARMUP_RUNS = 3;
+
+/** The burst: this many clients at once, each sending this many recognize requests and ignoring Retry-After. */
+export const BURST = { clients: 64, requestsEach: 5 };
+
+/** The `q`-quantile (0 to 1) of `values`: the smallest value with at least that share at or below it. */
 export function percentile(values: number[], q: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
@@ -33,7 +38,7 @@ export function latencyOf(times: number[]): Latency {
 export const round2 = (v: number): number => Math.round(v * 100) / 100;
 
 /** Runs `fn` `warmup` times, then `runs` times, returning each run's milliseconds. */
-export async function timeRuns(runs: number, fn: () => Promise<unknown>, warmup = 3): Promise<number[]> {
+export async function timeRuns(runs: number, fn: () => Promise<unknown>, warmup = WARMUP_RUNS): Promise<number[]> {
   for (let i = 0; i < warmup; i++) await fn();
   const times: number[] = [];
   for (let i = 0; i < runs; i++) {
@@ -48,7 +53,7 @@ export async function timeRuns(runs: number, fn: () => Promise<unknown>, warmup 
  * Times several functions in turn (A B A B ...), so that a drift in the machine's speed falls on
  * all of them alike and their ratio holds. Returns each one's milliseconds per run.
  */
-export async function timeInterleaved<K extends string>(runs: number, fns: Record<K, () => Promise<unknown>>, warmup = 3): Promise<Record<K, number[]>> {
+export async function timeInterleaved<K extends string>(runs: number, fns: Record<K, () => Promise<unknown>>, warmup = WARMUP_RUNS): Promise<Record<K, number[]>> {
   const names = Object.keys(fns) as K[];
   const times = Object.fromEntries(names.map((n) => [n, [] as number[]])) as Record<K, number[]>;
   for (let i = 0; i < warmup + runs; i++) {

@@ -2,7 +2,7 @@
 // bodies serialised before the clock starts, every answer checked (a benchmark of wrong answers
 // measures nothing, so one ends the run).
 import { EIGHT_FACES, QUERY_IDENTITY } from './inputs.js';
-import { latencyOf, timeRuns, type Latency } from './common.js';
+import { WARMUP_RUNS, latencyOf, timeRuns, type Latency } from './common.js';
 
 export interface Answer {
   status: number;
@@ -42,7 +42,7 @@ async function checked(url: string, body: string, check: Check): Promise<void> {
 }
 
 /** `n` requests one after another, after `warmup` unmeasured ones. */
-export async function timeRequests(url: string, body: string, n: number, check: Check, warmup = 3): Promise<Latency> {
+export async function timeRequests(url: string, body: string, n: number, check: Check, warmup = WARMUP_RUNS): Promise<Latency> {
   return latencyOf(await timeRuns(n, () => checked(url, body, check), warmup));
 }
 

@@ -7,7 +7,7 @@ import { IDENTITY_RULE } from '../src/server/tracking/identity.js';
 import { percentile, round2 } from './common.js';
 import { QUERY_IDENTITY } from './inputs.js';
 
-const CAMERA_FPS = 30;
+export const CAMERA_FPS = 30;
 const OPEN_TIMEOUT_MS = 10_000;
 const DRAIN_MS = 2_000;
 

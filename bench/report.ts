@@ -1,90 +1,25 @@
-// BENCHMARKS.md and its chart, generated from a results file (bench/results/latest.json).
-// `npm run bench:report` rewrites them from the saved results without measuring again.
+// BENCHMARKS.md and its chart, generated from a results file (bench/results/latest.json) and the
+// hand-written notes in bench/NARRATIVE.md: figures come from the results only, the targets from
+// bench/targets.ts (judged again here, so the page follows the table), the prose about them from
+// the notes. `npm run bench:report` rewrites both from the saved results without measuring again.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
+import { DEFAULT_DETECT_SIZE } from '../src/engine/engine.js';
 import { latencyChart } from './chart.js';
-import { REPO_ROOT, RESULTS_DIR } from './common.js';
-import type { BenchResults, Target } from './results.js';
+import { REPO_ROOT, RESULTS_DIR, WARMUP_RUNS } from './common.js';
+import { CAMERA_FPS } from './realtime.js';
+import { judgeTargets, type BenchResults, type Target } from './results.js';
 
+/** What the integration guide quotes for its own design: the ranges drawn on the chart and named in the tables. */
 const GUIDE_SMALL = { visitors: [50, 100] as [number, number], ms: [200, 500] as [number, number] };
 const GUIDE_MEDIUM = { visitors: [100, 1000] as [number, number], ms: [500, 2000] as [number, number] };
-const MAX_RSS_MB = 1536;
-
-/** Why a missed target was missed, from this run's figures; shown only for the targets this run missed. */
-const EXPLANATIONS: Record<Target['id'], (r: BenchResults) => string> = {
-  scale: (r) => {
-    const g = r.gallery;
-    const largest = Math.max(...sizeKeys(g.recognize_p50));
-    const grown = g.recognize_p50[String(largest)] - g.recognize_p50['100'];
-    const small = g.recognize_stage_ms?.['100'] ?? {};
-    const large = g.recognize_stage_ms?.[String(largest)] ?? {};
-    const pipeline = (s: Record<string, number>) => (s.decode ?? 0) + (s.detect ?? 0) + (s.embed ?? 0);
-    const stages =
-      large.search !== undefined
-        ? `The service's own stage times say where: the search takes ${large.search.toFixed(1)} ms per request at ${n(largest)} faces ` +
-          `(${(small.search ?? 0).toFixed(1)} ms at 100), and decode + detect + embed take ${pipeline(large).toFixed(1)} ms ` +
-          `(${pipeline(small).toFixed(1)} ms at 100; a plausible cause of that part, not measured apart, is the search streaming the codes through the caches the networks then reload). `
-        : '';
-    return (
-      'decoding, detecting and embedding the query cost the same work at every size; only the search grows with the gallery, and it stays ' +
-      `exact: every stored face is compared with the query. At ${n(largest)} faces recognize takes ${grown.toFixed(1)} ms more. ` +
-      stages +
-      `Most of the search is reading the 8-bit codes (${n(Math.round((largest * 128) / 1e6))} MB per query; about 14 ms in process with one worker per core, ` +
-      'bound by memory bandwidth), so the ratio grows as the rest of the pipeline gets faster. What would change it: an approximate index (HNSW, IVF), at the price of sometimes missing the right ' +
-      'visitor, or more cores; we keep the search exact.'
-    );
-  },
-  on_the_fly: () =>
-    'the speed-up is bounded by the cost of one stored image in the on-the-fly design (decode, detect, embed) against the cost of our whole request.',
-  http_overhead: () => 'the HTTP figure adds parsing, base64, the hand-over to an inference worker and the gallery search to the in-process pipeline.',
-  throughput: () => 'one request alone already uses part of the second core (onnxruntime threads, libvips decoding), so more clients gain less than twice.',
-  eight_faces: () => 'the search scores all eight queries in one pass over the codes; what remains grows with the gallery.',
-  reconcile: () => 'stored photos that show no confidently upright face are also searched turned three ways, up to four detections each.',
-  burst: () => 'requests expected to wait beyond the request timeout at the measured service rate are refused at once.',
-  event_loop: () => 'work left on the main thread (JSON, base64, the search hand-over) delays the event loop.',
-  opencv: () =>
-    'both run the same graph on the same blob, one after the other in this run; a slower onnxruntime figure points at other load on the machine during its turn.',
-  rss: (r) => {
-    const g = r.gallery;
-    const perFace = ((g.rss_mb['1000000'] - g.rss_mb['100']) * 2 ** 20) / (1_000_000 - 100);
-    return (
-      `the service holds about ${perFace.toFixed(0)} bytes per face: 512 for the float32 embedding, 132 for its 8-bit codes and scale, ` +
-      '8 for its key, the rest for the per-face records and maps of the catalog.'
-    );
-  },
-};
-
-/**
- * Found with these benchmarks while writing them, fixed in src/, measured on this machine in
- * one-off runs (not regenerated: the figures above are what the code does now).
- */
-const PROFILING_NOTES = `Three slowdowns these benchmarks found were ours, and are fixed:
-
-1. **onnxruntime threads spinning across sessions** (\`src/engine/models/session.ts\`).
-   The detector, the recognizer and (then) the gallery search were three onnxruntime sessions, each with its own intra-op
-   threads, which by default spin for a while after every run. A request runs them one after another, so each found the
-   previous one's threads still spinning on the same 2 cores. In a loop of detect, embed and a search over 1,048,576 faces:
-   detect 23 -> 15 ms, embed 14 -> 7 ms, search 114-129 -> 57-65 ms. Idle threads now sleep.
-2. **The million-face search was bound by memory traffic** (\`src/gallery/vector-index.ts\`).
-   An exact float32 search reads 512 MB per query at a million faces: 63 ms here (two threads get 9-10 GB/s). Every row is
-   now also kept as 8-bit codes with one scale, the codes are ranked, and the best 32 or more candidates per block are
-   scored exactly from the float32 rows, so the hits and their similarities stay those of the exact search (the
-   vector-index tests compare every rank with brute force, at 16 and 128 dimensions). It costs 132 more bytes per face.
-3. **onnxruntime's integer matrix product is bound by arithmetic with one query** (\`src/gallery/dot-kernel.ts\`).
-   Ranking a million codes with MatMulInteger + TopK took 32-35 ms on 2 cores, whatever the block size or signedness (all
-   measured). The codes now live in a shared WebAssembly memory, and a 128-bit SIMD loop written in the repository (two
-   widening multiplies per 16 codes) scores and ranks them on one worker thread per core: one query over 1,000,000 faces
-   35.5 -> 17-18 ms in process. Eight queries at once (eight faces in one image) went 82 -> 101-104 ms: that loop then does
-   8 times the arithmetic on rows already in cache, where onnxruntime's matrix kernel does better (widening rows to 16 bits
-   first, for one multiply-add per 8 pairs, was tried: 25 ms for one query, no gain for eight). Over three full runs of this
-   benchmark with it, recognize at 1,000,000 faces took 1.71x, 2.14x and 1.93x its time at 100 (with onnxruntime's search:
-   2.08x and 2.49x); the search itself took 20-25 ms per request in the service at 1,000,000 faces in each of them, and what
-   moved the ratio from run to run was decode, detect and embed slowing down under outside load on this shared machine (the
-   stage columns of the scale table show it for the run on this page).
-
-Looked at and left: \`detect\` takes 1.2-1.3x the network alone at 640x480 (resize, blob and decoding around it).
-Reconciling costs about 38 ms of decode, detect and embed per image (measured in process), plus the INSERT of the images
-themselves and writing the feature cache, on the same 2 cores.`;
+const NARRATIVE = join(REPO_ROOT, 'bench', 'NARRATIVE.md');
+/** The notes' own header comment, which says how to edit them, stays out of the page. */
+const NOTES_COMMENT = /^<!--[\s\S]*?-->\s*/;
+/** The gallery size the guide's design is compared at. */
+const GUIDE_COMPARED_AT = 1000;
+/** A stored-image count the page extrapolates the guide's design to. */
+const MILLION = 1_000_000;
 
 const n = (v: number) => v.toLocaleString('en-US');
 const ms = (v: number | undefined, digits = 1) =>
@@ -96,71 +31,51 @@ function table(headers: string[], rows: (string | number)[][]): string {
   return [line(headers), line(headers.map(() => '---')), ...rows.map(line)].join('\n');
 }
 
-function status(target: Target | undefined): string {
-  if (!target || target.met === null) return 'not measured';
+function status(target: Target): string {
+  if (target.met === null) return 'not measured';
   return target.met ? '**met**' : '**missed**';
 }
 
+const quoted = (range: [number, number]) => `quoted ${n(range[0])}-${n(range[1])} ms`;
+const measured = (v: number | undefined) => (v === undefined ? 'not measured' : `measured ${ms(v, 0)}`);
+
 export function headlineTable(r: BenchResults): string {
   const g = r.gallery;
-  const target = (id: Target['id']) => r.targets.find((t) => t.id === id);
   const sizes = sizeKeys(g.recognize_p50);
-  const oursAt1000 = sizes.find((s) => s >= 1000);
+  const oursAtGuideSize = sizes.find((s) => s >= GUIDE_COMPARED_AT);
   const largest = sizes[sizes.length - 1];
   const rows: string[][] = [
+    ['recognize p50, 100 visitors (HTTP, 640x480 JPEG)', ms(g.recognize_p50['100']), `${quoted(GUIDE_SMALL.ms)}; ${measured(g.on_the_fly_p50['100'])}`],
     [
-      'recognize p50, 100 visitors (HTTP, 640x480 JPEG)',
-      ms(g.recognize_p50['100']),
-      `quoted 200-500 ms; measured ${ms(g.on_the_fly_p50['100'], 0)}`,
-      '-',
-      '',
+      `**recognize p50, ${n(GUIDE_COMPARED_AT)} visitors**`,
+      oursAtGuideSize === undefined ? 'not measured' : `${ms(g.recognize_p50[String(oursAtGuideSize)])} (at ${n(oursAtGuideSize)} faces)`,
+      `${quoted(GUIDE_MEDIUM.ms)}; ${measured(g.on_the_fly_p50[String(GUIDE_COMPARED_AT)])}`,
     ],
-    [
-      '**recognize p50, 1,000 visitors**',
-      oursAt1000 === undefined ? 'not measured' : `${ms(g.recognize_p50[String(oursAt1000)])} (at ${n(oursAt1000)} faces)`,
-      `quoted 500-2,000 ms; measured ${ms(g.on_the_fly_p50['1000'], 0)}`,
-      '>= 20x faster than on-the-fly',
-      `${status(target('on_the_fly'))}: ${target('on_the_fly')!.measured}`,
-    ],
-    [
-      `**recognize p50, ${n(largest)} faces**`,
-      `${ms(g.recognize_p50[String(largest)])} (p95 ${ms(g.recognize_p95[String(largest)])})`,
-      'guide: "consider caching features"',
-      '<= 2x the 100-visitor figure',
-      `${status(target('scale'))}: ${target('scale')!.measured}`,
-    ],
-    [
-      '**YuNet forward, same 640x640 blob**',
-      `onnxruntime ${ms(r.engine.ort_yunet_raw, 2)}`,
-      `OpenCV ${r.engine.opencv_version ?? ''} DNN ${ms(r.engine.opencv_yunet_raw ?? undefined, 2)}`,
-      'ours <= OpenCV',
-      status(target('opencv')),
-    ],
-    [
-      `**service RSS, ${n(largest)} faces**`,
-      `${g.rss_mb[String(largest)]} MB (peak ${g.peak_rss_mb[String(largest)]} MB)`,
-      '-',
-      `<= ${MAX_RSS_MB} MB at 1,000,000`,
-      status(target('rss')),
-    ],
-    ['detect / extract-features p50 (HTTP)', `${ms(r.http.detect.p50)} / ${ms(r.http.extract_features.p50)}`, '-', '-', ''],
+    [`**recognize p50, ${n(largest)} faces**`, `${ms(g.recognize_p50[String(largest)])} (p95 ${ms(g.recognize_p95[String(largest)])})`, 'guide: "consider caching features"'],
+    ['**YuNet forward, same 640x640 blob**', `onnxruntime ${ms(r.engine.ort_yunet_raw, 2)}`, `OpenCV ${r.engine.opencv_version ?? ''} DNN ${ms(r.engine.opencv_yunet_raw ?? undefined, 2)}`],
+    [`**service RSS, ${n(largest)} faces**`, `${g.rss_mb[String(largest)]} MB (peak ${g.peak_rss_mb[String(largest)]} MB)`, '-'],
+    ['detect / extract-features p50 (HTTP)', `${ms(r.http.detect.p50)} / ${ms(r.http.extract_features.p50)}`, '-'],
     [
       'throughput, 1 / 4 / 16 clients (req/s)',
       `detect ${['c1', 'c4', 'c16'].map((c) => r.throughput_rps.detect[c]).join(' / ')}; recognize ${['c1', 'c4', 'c16'].map((c) => r.throughput_rps.recognize[c]).join(' / ')}`,
       '-',
-      '-',
-      '',
     ],
-    ['WebSocket results/s, 1 / 4 connections', `${r.realtime_fps.c1} / ${r.realtime_fps.c4}`, '-', '-', ''],
-    [
-      `reconcile ${n(g.reconcile.images)} new images`,
-      `${g.reconcile_images_per_s} images/s (${g.reconcile.seconds} s)`,
-      'no reconcile: every request re-extracts every image',
-      '-',
-      '',
-    ],
+    ['WebSocket results/s, 1 / 4 connections', `${r.realtime_fps.c1} / ${r.realtime_fps.c4}`, '-'],
+    [`reconcile ${n(g.reconcile.images)} new images`, `${g.reconcile_images_per_s} images/s (${g.reconcile.seconds} s)`, 'no reconcile: every request re-extracts every image'],
   ];
-  return table(['', 'ours', "guide's design / OpenCV", 'target', 'result'], rows);
+  return table(['', 'ours', "guide's design / OpenCV"], rows);
+}
+
+/** Every target of bench/targets.ts, judged on these results. */
+export function targetsTable(r: BenchResults): string {
+  const targets = judgeTargets(r);
+  const rows = targets.map((t) => [t.id, t.what, t.goal, t.measured, status(t)]);
+  const missed = targets.filter((t) => t.met === false).map((t) => t.id);
+  return [
+    table(['target', 'what', 'goal', 'measured', 'result'], rows),
+    '',
+    missed.length === 0 ? 'Every target measured in this run was met.' : `Missed in this run: ${missed.join(', ')}; "If a target is missed" below says what to look at.`,
+  ].join('\n');
 }
 
 function engineSection(r: BenchResults): string {
@@ -176,7 +91,7 @@ function engineSection(r: BenchResults): string {
   ]);
   const b = d.yunet_640x640_blob;
   return [
-    `In-process, median ms over ${d.runs} runs. "detect" is the whole call (resize to the 640 px detection size, blob, network, decode, NMS); "ORT raw" is the network alone on its input blob.`,
+    `In-process, median ms over ${d.runs} runs. "detect" is the whole call (resize to the ${DEFAULT_DETECT_SIZE} px detection size, blob, network, decode, NMS); "ORT raw" is the network alone on its input blob.`,
     '',
     table(['image', 'decode', 'detect', 'ORT YuNet raw (input)', 'align', 'embed', 'decode+detect+embed'], rows),
     '',
@@ -192,7 +107,7 @@ function httpSection(r: BenchResults): string {
     r.throughput_detail[endpoint].map((t) => [endpoint, t.concurrency, t.rps, t.ok, t.status429, t.status503, t.seconds]),
   );
   return [
-    `One 640x480 one-face JPEG (${http.gallery_faces} visitors enrolled), one request at a time, after 3 unmeasured ones; ms.`,
+    `One 640x480 one-face JPEG (${http.gallery_faces} visitors enrolled), one request at a time, after ${WARMUP_RUNS} unmeasured ones; ms.`,
     '',
     table(['request', 'p50', 'p95', 'requests'], rows),
     '',
@@ -208,7 +123,7 @@ function httpSection(r: BenchResults): string {
 function realtimeSection(r: BenchResults): string {
   const rows = r.realtime_detail.map((t) => [t.connections, t.sentPerS, t.resultsPerS, t.droppedPerS, t.latencyP50Ms, t.seconds]);
   return [
-    'Each connection streams the 640x480 JPEG as a camera would, 30 frames/s, without waiting for answers; the service answers ' +
+    `Each connection streams the 640x480 JPEG as a camera would, ${CAMERA_FPS} frames/s, without waiting for answers; the service answers ` +
       'the newest waiting frame and reports skipped ones as dropped. Results/s is what the cameras get in total.',
     '',
     table(['connections', 'frames sent/s', 'results/s', 'dropped/s', 'latency_ms p50 (service-reported)', 'window s'], rows),
@@ -232,14 +147,25 @@ function gallerySection(r: BenchResults): string {
       'The stage columns are the service\'s own mean times per recognize request (from its /metrics), so they show where the time goes as the gallery grows.',
     '',
     table(['faces', 'recognize p50', 'p95', 'decode', 'detect', 'embed', 'search', 'RSS MB', 'peak RSS MB', 'synth s', 'load s'], rows),
+    ...rssPerFace(r),
   ].join('\n');
+}
+
+/** RSS per face added between the smallest and the largest gallery of the run. */
+function rssPerFace(r: BenchResults): string[] {
+  const sizes = sizeKeys(r.gallery.rss_mb);
+  const [smallest, largest] = [sizes[0], sizes[sizes.length - 1]];
+  if (sizes.length < 2) return [];
+  const bytes = ((r.gallery.rss_mb[String(largest)] - r.gallery.rss_mb[String(smallest)]) * 2 ** 20) / (largest - smallest);
+  return ['', `RSS per face added from ${n(smallest)} to ${n(largest)} faces: about ${n(Math.round(bytes))} bytes.`];
 }
 
 function onTheFlySection(r: BenchResults): string {
   const g = r.gallery;
   const rows = sizeKeys(g.on_the_fly_p50).map((v) => [n(v), g.on_the_fly_p50[String(v)], g.on_the_fly_p95[String(v)], g.on_the_fly_requests[String(v)]]);
-  const at1000 = g.on_the_fly_p50['1000'];
-  const perImage = at1000 !== undefined ? at1000 / 1000 : g.on_the_fly_p50['100'] / 100;
+  const atGuideSize = g.on_the_fly_p50[String(GUIDE_COMPARED_AT)];
+  const perImage = atGuideSize !== undefined ? atGuideSize / GUIDE_COMPARED_AT : g.on_the_fly_p50['100'] / 100;
+  const withinMs = GUIDE_SMALL.ms[1];
   return [
     "The guide's design, implemented faithfully for this comparison only (`bench/on-the-fly.ts`): each recognize request runs the guide's " +
       'SELECT on `visitors` and `visitor_images`, then decodes, detects and embeds every stored image one after another with the same engine ' +
@@ -248,24 +174,21 @@ function onTheFlySection(r: BenchResults): string {
     '',
     table(['visitors', 'recognize p50 ms', 'p95 ms', 'requests timed'], rows),
     '',
-    `That is about ${perImage.toFixed(0)} ms per stored image, and the cost grows linearly with the images stored: ${n(1_000_000)} visitors ` +
-      `would take about ${((perImage * 1_000_000) / 3_600_000).toFixed(1)} hours per request (extrapolated, not measured). The guide quotes ` +
-      `200-500 ms under 100 visitors and 500-2,000 ms at 100-1,000; on this machine its design stays within 500 ms only up to about ` +
-      `${Math.floor(500 / perImage)} stored images.`,
-    ...(r.mode === 'quick' && at1000 === undefined ? ['', 'Quick run: 1,000 visitors not measured (one request would take about half a minute).'] : []),
+    `That is about ${perImage.toFixed(0)} ms per stored image, and the cost grows linearly with the images stored: ${n(MILLION)} visitors ` +
+      `would take about ${((perImage * MILLION) / 3_600_000).toFixed(1)} hours per request (extrapolated, not measured). The guide ` +
+      `${quoted(GUIDE_SMALL.ms)} under ${n(GUIDE_SMALL.visitors[1])} visitors and ${n(GUIDE_MEDIUM.ms[0])}-${n(GUIDE_MEDIUM.ms[1])} ms at ` +
+      `${n(GUIDE_MEDIUM.visitors[0])}-${n(GUIDE_MEDIUM.visitors[1])}; on this machine its design stays within ${withinMs} ms only up to about ` +
+      `${Math.floor(withinMs / perImage)} stored images.`,
+    ...(atGuideSize === undefined
+      ? ['', `${n(GUIDE_COMPARED_AT)} visitors not measured in this run (one request would take about ${Math.round((perImage * GUIDE_COMPARED_AT) / 1000)} s).`]
+      : []),
     '',
     '### Reconcile',
     '',
     `${n(g.reconcile.images)} new distinct images inserted into \`visitor_images\` in one statement while the service ran; no call told it. ` +
       `Every one was searchable ${g.reconcile.seconds} s after the INSERT began: **${g.reconcile_images_per_s} images/s** ` +
-      '(change noticed by polling every 500 ms, each image read, decoded, detected, embedded and saved to the feature cache).',
+      '(each image read, decoded, detected, embedded and saved to the feature cache).',
   ].join('\n');
-}
-
-function explanations(r: BenchResults): string {
-  const missed = r.targets.filter((t) => t.met === false);
-  if (missed.length === 0) return 'Every target measured in this run was met.';
-  return missed.map((t) => `- **${t.what}** (${t.measured}; target ${t.goal}): ${EXPLANATIONS[t.id](r)}`).join('\n');
 }
 
 export function chartSvg(r: BenchResults): string {
@@ -285,16 +208,21 @@ export function chartSvg(r: BenchResults): string {
   );
 }
 
+/** The hand-written notes (bench/NARRATIVE.md), without their header comment. */
+function notes(): string {
+  return readFileSync(NARRATIVE, 'utf8').replace(NOTES_COMMENT, '').trim();
+}
+
 export function markdown(r: BenchResults, chartLink: string): string {
   const m = r.machine;
   return `# Benchmarks
 
-_Generated by \`npm run bench\` from \`bench/results/latest.json\`; do not edit by hand. Measure again with \`npm run bench\` (at most 15 minutes
-on a 2-core machine; \`npm run bench -- --quick\` is a 2-minute check that leaves this page alone), or rewrite this page from the saved results
-with \`npm run bench:report\`._
+_Generated by \`npm run bench\` from \`bench/results/latest.json\`, the targets of \`bench/targets.ts\` and the hand-written notes of
+\`bench/NARRATIVE.md\` (the last sections); do not edit by hand. Measure again with \`npm run bench\` (\`npm run bench -- --quick\` is a
+short check that leaves this page alone), or rewrite this page from the saved results and the notes with \`npm run bench:report\`._
 
 ${r.mode === 'quick' ? '**Quick run: fewer requests and sizes; not the published figures.**\n\n' : ''}Machine: ${m.cpus} x ${m.model}, Node ${m.node}, ${m.date.slice(0, 16).replace('T', ' ')} UTC; load average ${m.load_average.join(' / ')} when the run started; the whole run took ${Math.round(r.duration_s / 60)} min.
-Models: YuNet 2023mar detector; recognizer **${r.recognizer}**: SFace cannot be downloaded on this machine, and MobileFaceNet has the same 112x112 input and 128-d output, so the search and memory figures carry over; SFace's model file is ten times larger, so its embed step would likely take longer than measured here.
+Models: YuNet 2023mar detector; recognizer **${r.recognizer}** (see "About these figures" below).
 Everything below comes from one run, section after section, on the same machine. The service runs as \`npm start\` runs it (\`node dist/server/main.js\`, default settings, an embedded PostgreSQL under a temporary DATA_DIR) in its own process; clients run in the benchmark process. Medians unless named; ms unless named.
 
 ## Headline
@@ -303,13 +231,9 @@ ${headlineTable(r)}
 
 ![Recognize latency against gallery size](${chartLink})
 
-## Explanations
+## Targets
 
-${explanations(r)}
-
-## What profiling changed
-
-${PROFILING_NOTES}
+${targetsTable(r)}
 
 ## Engine stages
 
@@ -330,6 +254,8 @@ ${gallerySection(r)}
 ## The guide's on-the-fly design
 
 ${onTheFlySection(r)}
+
+${notes()}
 `;
 }
 

@@ -1,9 +1,10 @@
-// The shape of bench/results/latest.json (times in ms, medians unless named), and the issue's
-// targets judged from it.
+// The shape of bench/results/latest.json (times in ms, medians unless named), and the targets
+// of bench/targets.ts judged from it.
 import type { Latency, machine } from './common.js';
 import type { Burst, Throughput } from './http.js';
 import type { RealtimeRate } from './realtime.js';
 import type { EngineResult } from './engine.js';
+import { TARGETS, type FigureUnit, type TargetSpec } from './targets.js';
 
 /** Keyed by gallery size (faces or visitors) or by client count, as JSON object keys. */
 export type BySize<T> = Record<string, T>;
@@ -64,8 +65,9 @@ export interface BenchResults {
   targets: Target[];
 }
 
+/** A target of bench/targets.ts, judged on one run's figures. */
 export interface Target {
-  id: 'scale' | 'on_the_fly' | 'opencv' | 'rss' | 'http_overhead' | 'throughput' | 'eight_faces' | 'reconcile' | 'burst' | 'event_loop';
+  id: string;
   what: string;
   /** The measured figure, as shown. */
   measured: string;
@@ -74,112 +76,48 @@ export interface Target {
   met: boolean | null;
 }
 
-// Issue 16's targets, judged within one run.
-const MAX_SCALE = 1.25;
-const MIN_OPENCV_SPEEDUP = 3;
-const MAX_HTTP_OVERHEAD = 1.25;
-const MIN_PARALLEL_GAIN = 1.5;
-const MAX_EIGHT_FACES_SCALE = 1.3;
-const MIN_RECONCILE_PACE = 1;
-const MIN_BURST_SERVED = 0.95;
+const fmt = (v: number) => v.toLocaleString('en-US', { maximumFractionDigits: v >= 1000 ? 0 : v >= 10 ? 1 : 2 });
+const MS_PER_S = 1000;
 
-const fmt = (v: number, digits = 1) => v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
-
-export function judgeTargets(r: Omit<BenchResults, 'targets'>): Target[] {
-  const g = r.gallery;
-  const at100 = g.recognize_p50['100'];
-  const at1m = g.recognize_p50['1000000'];
-  const sizesAbove1000 = Object.keys(g.recognize_p50).map(Number).filter((n) => n >= 1000).sort((a, b) => a - b);
-  const ours1000 = sizesAbove1000.length ? g.recognize_p50[String(sizesAbove1000[0])] : undefined;
-  const guide1000 = g.on_the_fly_p50['1000'];
-  const rss1m = g.rss_mb['1000000'];
-  const { ort_yunet_raw: ort, opencv_yunet_raw: opencv } = r.engine;
-  return [
-    {
-      id: 'scale',
-      what: 'recognize p50 at 1,000,000 faces vs at 100',
-      measured: at1m === undefined ? 'not measured' : `${fmt(at1m)} ms vs ${fmt(at100)} ms: ${fmt(at1m / at100, 2)}x`,
-      goal: '<= 1.25x',
-      met: at1m === undefined ? null : at1m <= MAX_SCALE * at100,
-    },
-    {
-      id: 'on_the_fly',
-      what: `recognize p50 at 1,000 visitors: the guide's on-the-fly design vs ours (ours at ${sizesAbove1000[0]?.toLocaleString('en-US') ?? '-'} faces)`,
-      measured:
-        guide1000 === undefined || ours1000 === undefined
-          ? 'not measured'
-          : `${fmt(guide1000, 0)} ms vs ${fmt(ours1000)} ms: ${fmt(guide1000 / ours1000, 0)}x faster`,
-      goal: '>= 20x faster',
-      met: guide1000 === undefined || ours1000 === undefined ? null : guide1000 >= 20 * ours1000,
-    },
-    {
-      id: 'opencv',
-      what: 'YuNet forward on the same 640x640 blob: onnxruntime (ours) vs OpenCV DNN',
-      measured: opencv === null ? `${fmt(ort, 2)} ms vs not measured` : `${fmt(ort, 2)} ms vs ${fmt(opencv, 2)} ms`,
-      goal: `ours >= ${MIN_OPENCV_SPEEDUP}x faster`,
-      met: opencv === null ? null : MIN_OPENCV_SPEEDUP * ort <= opencv,
-    },
-    {
-      id: 'rss',
-      what: 'service RSS with 1,000,000 faces',
-      measured: rss1m === undefined ? 'not measured' : `${rss1m} MB`,
-      goal: '<= 1536 MB (1.5 GB)',
-      met: rss1m === undefined ? null : rss1m <= 1536,
-    },
-      ...pipelineTargets(r),
-  ];
+/** A figure in its unit, as shown. */
+function shown(value: number, unit: FigureUnit): string {
+  return unit === 'share' ? `${fmt(100 * value)}%` : `${fmt(value)} ${unit}`;
 }
 
-/** Issue 16: the service against its own in-process pipeline, its cores, crowds and many faces. */
-function pipelineTargets(r: Omit<BenchResults, 'targets'>): Target[] {
-  const inProcess = r.engine.detail.jpeg_640x480.decode_detect_embed_ms;
-  const oneClient = r.http.recognize.p50;
-  const c16 = r.throughput_rps.recognize.c16;
-  const eight = r.gallery.recognize_8faces_p50;
-  const reconcile = r.gallery.reconcile_images_per_s;
-  const ratio = (v: number) => `${fmt(v, 2)}x`;
-  return [
-    {
-      id: 'http_overhead',
-      what: 'recognize p50 over HTTP vs decode + detect + embed in process (640x480)',
-      measured: `${fmt(oneClient)} ms vs ${fmt(inProcess)} ms: ${ratio(oneClient / inProcess)}`,
-      goal: `<= ${MAX_HTTP_OVERHEAD}x`,
-      met: oneClient <= MAX_HTTP_OVERHEAD * inProcess,
-    },
-    {
-      id: 'throughput',
-      what: 'recognize throughput at 16 clients x one-client latency (both cores used)',
-      measured: `${fmt(c16)} /s x ${fmt(oneClient)} ms = ${fmt((c16 * oneClient) / 1000, 2)}`,
-      goal: `>= ${MIN_PARALLEL_GAIN}`,
-      met: (c16 * oneClient) / 1000 >= MIN_PARALLEL_GAIN,
-    },
-    {
-      id: 'eight_faces',
-      what: 'recognize p50 of one 8-face image at 1,000,000 faces vs at 100',
-      measured: eight['1000000'] === undefined ? 'not measured' : `${fmt(eight['1000000'])} ms vs ${fmt(eight['100'])} ms: ${ratio(eight['1000000'] / eight['100'])}`,
-      goal: `<= ${MAX_EIGHT_FACES_SCALE}x`,
-      met: eight['1000000'] === undefined ? null : eight['1000000'] <= MAX_EIGHT_FACES_SCALE * eight['100'],
-    },
-    {
-      id: 'reconcile',
-      what: 'reconcile rate x single-stream pipeline time (decode + detect + embed in process)',
-      measured: `${fmt(reconcile)} images/s x ${fmt(inProcess)} ms = ${fmt((reconcile * inProcess) / 1000, 2)}`,
-      goal: `>= ${MIN_RECONCILE_PACE}`,
-      met: (reconcile * inProcess) / 1000 >= MIN_RECONCILE_PACE,
-    },
-    {
-      id: 'burst',
-      what: `a burst of ${r.burst.clients} clients, ${r.burst.requests / r.burst.clients} requests each: share served`,
-      measured: `${r.burst.served} of ${r.burst.requests} (${fmt(100 * r.burst.served_fraction)}%)`,
-      goal: `>= ${100 * MIN_BURST_SERVED}%`,
-      met: r.burst.served_fraction >= MIN_BURST_SERVED,
-    },
-    {
-      id: 'event_loop',
-      what: 'event-loop delay p99 under 16 recognize clients vs one-client recognize p50',
-      measured: `${fmt(r.http.event_loop_delay_p99_ms, 2)} ms vs ${fmt(oneClient)} ms`,
-      goal: '<=',
-      met: r.http.event_loop_delay_p99_ms <= oneClient,
-    },
-  ];
+/** The number at a dotted path of the results (`gallery.rss_mb.1000000`), or undefined. */
+function figureAt(r: object, path: string): number | undefined {
+  const value = path.split('.').reduce<unknown>((at, key) => (at !== null && typeof at === 'object' ? (at as Record<string, unknown>)[key] : undefined), r);
+  return typeof value === 'number' && Number.isFinite(value) ? value : undefined;
+}
+
+/** The value a target holds to its limit, as shown, or undefined when a figure it needs was not measured. */
+function valueOf(spec: TargetSpec, r: object): { value: number; measured: string } | undefined {
+  const figure = figureAt(r, spec.figure);
+  if (figure === undefined) return undefined;
+  if (spec.per !== undefined) {
+    const per = figureAt(r, spec.per);
+    if (per === undefined) return undefined;
+    return { value: figure / per, measured: `${shown(figure, spec.unit)} vs ${shown(per, spec.unit)}: ${fmt(figure / per)}x` };
+  }
+  if (spec.times !== undefined) {
+    const timeMs = figureAt(r, spec.times);
+    if (timeMs === undefined) return undefined;
+    const product = (figure * timeMs) / MS_PER_S;
+    return { value: product, measured: `${shown(figure, spec.unit)} x ${fmt(timeMs)} ms = ${fmt(product)}` };
+  }
+  return { value: figure, measured: shown(figure, spec.unit) };
+}
+
+export function judgeTarget(spec: TargetSpec, r: object): Target {
+  const limit = spec.atMost ?? spec.atLeast!;
+  const limitShown = spec.per !== undefined ? `${fmt(limit)}x` : spec.times !== undefined ? fmt(limit) : shown(limit, spec.unit);
+  const goal = `${spec.atMost !== undefined ? '<=' : '>='} ${limitShown}`;
+  const judged = valueOf(spec, r);
+  if (judged === undefined) return { id: spec.id, what: spec.what, measured: 'not measured', goal, met: null };
+  const met = spec.atMost !== undefined ? judged.value <= spec.atMost : judged.value >= limit;
+  return { id: spec.id, what: spec.what, measured: judged.measured, goal, met };
+}
+
+export function judgeTargets(r: Omit<BenchResults, 'targets'>): Target[] {
+  return TARGETS.map((spec) => judgeTarget(spec, r));
 }

@@ -12,14 +12,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FaceEngine } from '../src/engine/engine.js';
-import { MODELS_DIR, QUICK, RECOGNIZER, REPO_ROOT, RESULTS_DIR, machine, round2 } from './common.js';
+import { BURST, MODELS_DIR, QUICK, RECOGNIZER, REPO_ROOT, RESULTS_DIR, machine, round2 } from './common.js';
 import { benchEngine, printEngine } from './engine.js';
 import { enrol, growTo, reconcileRate, type SizePoint } from './gallery.js';
 import { burst, expectEightFaces, expectFaces, expectFeatures, expectQueryVisitor, throughput, timeRequests, type Burst, type Throughput } from './http.js';
 import { STORED_MAX_SIDE, eightFaceJpeg, jpegAt, storedPhotos } from './inputs.js';
 import { benchOnTheFly, type OnTheFlyPoint } from './on-the-fly.js';
 import { realtimeRate, type RealtimeRate } from './realtime.js';
-import { headlineTable, writeReport } from './report.js';
+import { headlineTable, targetsTable, writeReport } from './report.js';
 import { judgeTargets, type BenchResults } from './results.js';
 import { Service, stageMeansMs } from './service.js';
 
@@ -47,8 +47,6 @@ const PLAN = QUICK
 const VISITORS = 100;
 const CONCURRENCY = [1, 4, 16];
 const CONNECTIONS = [1, 4];
-/** The burst: this many clients at once, each sending this many requests and ignoring Retry-After. */
-const BURST = { clients: 64, requestsEach: 5 };
 
 const SECTIONS = ['engine', 'http', 'throughput', 'burst', 'realtime', 'on-the-fly', 'reconcile', 'sizes'] as const;
 type Section = (typeof SECTIONS)[number];
@@ -247,6 +245,7 @@ async function main(): Promise<void> {
 
     section('headline');
     console.log(headlineTable(results));
+    console.log(`\n${targetsTable(results)}`);
     console.log(`\nwrote ${resultsPath}, ${markdownPath} and its chart in ${Math.round(results.duration_s)} s`);
   } finally {
     await service.stop();

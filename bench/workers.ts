@@ -9,7 +9,7 @@ import type { InferenceEngine } from '../src/engine/analysis.js';
 import { FaceEngine } from '../src/engine/engine.js';
 import { DEFAULT_IMAGE_LIMITS } from '../src/engine/image.js';
 import { EnginePool } from '../src/engine/worker-pool.js';
-import { MODELS_DIR, QUICK, RECOGNIZER, machine, median, round2, writeResult } from './common.js';
+import { MODELS_DIR, QUICK, RECOGNIZER, machine, median, round2, timeRuns, writeResult } from './common.js';
 import { jpegAt } from './inputs.js';
 
 const ROUNDS = QUICK ? 1 : 3;
@@ -46,13 +46,7 @@ function analyze(engine: InferenceEngine, jpeg: Buffer): Promise<unknown> {
 }
 
 async function latencyMs(engine: InferenceEngine, jpeg: Buffer): Promise<number> {
-  const times: number[] = [];
-  for (let i = 0; i < LATENCY_RUNS + 3; i++) {
-    const started = performance.now();
-    await analyze(engine, jpeg);
-    if (i >= 3) times.push(performance.now() - started);
-  }
-  return median(times);
+  return median(await timeRuns(LATENCY_RUNS, () => analyze(engine, jpeg)));
 }
 
 /** Images per second with `callers` concurrent callers, and the event loop's delay p99 meanwhile. */

@@ -82,17 +82,6 @@ export function databaseError(error: unknown): FaceRecogError {
   return new FaceRecogError('internal', `a gallery query failed: ${firstLine(error)}`, { cause: error });
 }
 
-/** The URL without its password, for log lines. */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return '(unparsable DATABASE_URL)';
-  }
-}
-
 async function run<R extends object>(client: pg.Pool | pg.PoolClient, sql: string, values?: unknown[]): Promise<R[]> {
   try {
     return (await client.query(sql, values)).rows as R[];

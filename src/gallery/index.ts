@@ -7,9 +7,10 @@
 // an image changed) by a transaction that committed before the request is never returned.
 import type { Logger } from 'pino';
 import { FaceRecogError } from '../errors.js';
+import { redactUrl } from '../redact.js';
 import { Catalog, type Face } from './catalog.js';
 import { openDatabase, type OpenDatabase } from './connect.js';
-import { DATABASE_RETRY_AFTER_S, redactUrl, sqlState, type Database, type Queryable } from './db.js';
+import { DATABASE_RETRY_AFTER_S, sqlState, type Database, type Queryable } from './db.js';
 import { FeatureCache } from './feature-cache.js';
 import { listImages, type ImagePage, type ImageQuery } from './images.js';
 import { describeProblem } from './problems.js';

@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { pino, type DestinationStream, type Logger } from 'pino';
+import { redactUrl } from '../redact.js';
 
 const REDACTED_PATHS = [
   'req.headers.authorization',
@@ -18,11 +19,6 @@ const REDACTED_PATHS = [
   '*.image1',
   '*.image2',
 ];
-
-/** The URL with any api_key query parameter masked. */
-export function redactUrl(url: string): string {
-  return url.replace(/([?&]api_key=)[^&#]*/gi, '$1[redacted]');
-}
 
 interface LoggedRequest {
   method?: string;

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT, fixturesMissing, readTestdata, testdataPath } from '../helpers/fixtures.js';
 import { chromiumMissing, launchWithFakeCamera } from './helpers/chromium.js';
 import { rgbToI420, writeFakeCamera } from './helpers/fake-camera.js';
-import { faceRecogCli, startServiceProcess, waitForGalleryFaces, type ServiceProcess } from './helpers/service-process.js';
+import { launchService, type ServiceProcess } from '../helpers/service-process.js';
 
 const run = promisify(execFile);
 const SCREENSHOTS = join(REPO_ROOT, 'test-output', 'browser');
@@ -20,7 +20,8 @@ const SCREENSHOTS = join(REPO_ROOT, 'test-output', 'browser');
 const CAMERA_FRAMES = ['090', '120', '150', '180', '210'].map((n) => testdataPath(`video/frames/frame_${n}.jpg`));
 const VISITORS = { lin_manuel_miranda: 'faces/lin_manuel_miranda/1.jpg', obama: 'faces/obama/1.jpg', biden: 'faces/biden/1.jpg' };
 const GROUP_PHOTO = 'multi/obama_and_biden.jpg';
-const NAME_WITHIN_MS = 10_000;
+// How soon the page shows something is printed (a figure, not asserted); this only bounds a page that never does.
+const PAGE_TIMEOUT_MS = 60_000;
 
 describe('fake camera video', () => {
   it('converts RGB to full-range BT.601 I420', () => {
@@ -34,6 +35,7 @@ describe('fake camera video', () => {
 describe.skipIf(fixturesMissing || chromiumMissing)('demo page in Chromium against the real service', () => {
   let work: string;
   let service: ServiceProcess;
+  let url: string;
   let context: BrowserContext;
   let page: Page;
   const pageErrors: string[] = [];
@@ -48,20 +50,25 @@ describe.skipIf(fixturesMissing || chromiumMissing)('demo page in Chromium again
     const y4m = join(work, 'camera.y4m');
     await writeFakeCamera(CAMERA_FRAMES, y4m);
 
-    service = await startServiceProcess(join(work, 'data'));
+    service = launchService({ env: { DATA_DIR: join(work, 'data') } });
+    url = await service.url();
+    await service.healthy();
     const visitorsDir = join(work, 'visitors');
     for (const [visitorId, photo] of Object.entries(VISITORS)) {
       await mkdir(join(visitorsDir, visitorId), { recursive: true });
       await copyFile(testdataPath(photo), join(visitorsDir, visitorId, '1.jpg'));
     }
-    const imported = await faceRecogCli(service, ['visitors', 'import', visitorsDir]);
+    const imported = await service.cli(['visitors', 'import', visitorsDir]);
     expect(imported).toContain('lin_manuel_miranda');
-    await waitForGalleryFaces(service, Object.keys(VISITORS).length);
+    await service.until('the visitors in the gallery', async () => {
+      const { gallery } = (await (await fetch(`${url}/health`)).json()) as { gallery?: { faces: number } };
+      return gallery && gallery.faces >= Object.keys(VISITORS).length ? true : undefined;
+    });
 
     context = await launchWithFakeCamera(join(work, 'chromium-profile'), y4m);
     page = context.pages()[0] ?? (await context.newPage());
     page.on('pageerror', (error) => pageErrors.push(error.message));
-    await page.goto(service.url);
+    await page.goto(url);
   }, 240_000);
 
   afterAll(async () => {
@@ -72,14 +79,15 @@ describe.skipIf(fixturesMissing || chromiumMissing)('demo page in Chromium again
 
   it('shows the gallery status from /health', async () => {
     await page.locator('#status[data-status="ok"]').waitFor();
-    await expect.poll(() => page.textContent('#gallery-visitors')).toBe('3');
+    await expect.poll(() => page.textContent('#gallery-visitors'), { timeout: PAGE_TIMEOUT_MS }).toBe('3');
     expect(await page.textContent('#gallery-faces')).toBe('3');
     expect(await page.textContent('#gallery-failed')).toBe('0');
     expect(await page.textContent('#service-models')).toContain('mobilefacenet');
   });
 
-  it('live camera: the enrolled visitor id appears over the face, with its track id, within 10 s; his arrival is listed', async () => {
+  it('live camera: the enrolled visitor id appears over the face, with its track id; his arrival is listed', { timeout: 120_000 }, async () => {
     const clickedAt = performance.now();
+    const clickedAtWallMs = Date.now();
     await page.click('#live-start');
     // Read in one go while the label is there: each answer replaces the labels.
     const seen = await page.waitForFunction(
@@ -106,7 +114,7 @@ describe.skipIf(fixturesMissing || chromiumMissing)('demo page in Chromium again
         };
       },
       undefined,
-      { timeout: NAME_WITHIN_MS },
+      { timeout: PAGE_TIMEOUT_MS },
     );
     const seenAfterMs = Math.round(performance.now() - clickedAt);
     const screenshot = join(SCREENSHOTS, 'live-recognised.png');
@@ -127,7 +135,10 @@ describe.skipIf(fixturesMissing || chromiumMissing)('demo page in Chromium again
     expect(await arrival.getAttribute('data-visitor-id')).toBe('lin_manuel_miranda');
     expect(await arrival.getAttribute('data-track-id')).toMatch(/\S/);
     expect(await arrival.locator('strong').textContent()).toBe('lin_manuel_miranda');
-    expect(Date.parse((await arrival.locator('time').getAttribute('datetime'))!)).toBeGreaterThan(Date.now() - 60_000);
+    // Raised by this run of the camera: stamped between the click and now (to the second, whatever the stamp's precision).
+    const arrivedAtMs = Date.parse((await arrival.locator('time').getAttribute('datetime'))!);
+    expect(arrivedAtMs).toBeGreaterThanOrEqual(Math.floor(clickedAtWallMs / 1000) * 1000);
+    expect(arrivedAtMs).toBeLessThanOrEqual(Date.now());
     expect(await arrival.textContent()).toMatch(/ · \d\.\d\d · track \S+$/);
     // Beside the camera, not below it, on a wide screen.
     const stageBox = (await page.locator('#live-stage').boundingBox())!;
@@ -148,7 +159,7 @@ describe.skipIf(fixturesMissing || chromiumMissing)('demo page in Chromium again
     const onBottomEdge = Math.abs(live.label.y - (faceTop + h * scale)) < 2;
     expect(onTopEdge || onBottomEdge).toBe(true);
 
-    await expect.poll(() => page.textContent('#live-fps')).toMatch(/^\d+\.\d$/);
+    await expect.poll(() => page.textContent('#live-fps'), { timeout: PAGE_TIMEOUT_MS }).toMatch(/^\d+\.\d$/);
     expect(await page.textContent('#live-latency')).toMatch(/^\d+ ms$/);
     expect(await page.textContent('#live-connection')).toBe('connected');
     await page.click('#live-stop');
@@ -156,7 +167,7 @@ describe.skipIf(fixturesMissing || chromiumMissing)('demo page in Chromium again
 
   it('photo upload: one box per face that /api/v1/detect finds, with visitor ids', async () => {
     const detected = (await (
-      await fetch(`${service.url}/api/v1/detect`, {
+      await fetch(`${url}/api/v1/detect`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ image: readTestdata(GROUP_PHOTO).toString('base64') }),

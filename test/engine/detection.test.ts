@@ -24,6 +24,11 @@ import {
   type SourceFace,
 } from '../helpers/generated-faces.js';
 
+// These bound a hang, not the speed: each sweep detects hundreds of images at several scales, which
+// takes minutes on a loaded machine (4 minutes and more for a tight-crop sweep at load average 14).
+const SWEEP_TIMEOUT_MS = 900_000;
+const PHOTOS_TIMEOUT_MS = 600_000;
+
 function face(box: Box, score: number): Face {
   const [x, y, w, h] = box;
   const landmarks = [0, 1, 2, 3, 4].map((i) => [x + (w * (i + 1)) / 6, y + h / 2]) as Landmarks;
@@ -115,7 +120,7 @@ describe.skipIf(fixturesMissing)('finding faces in generated images', () => {
   const MIN_FOUND = 0.98;
 
   for (const fraction of FRACTIONS) {
-    it(`finds the face in tight crops (face box ${fraction} of the side) at ${SIZES.join(', ')} px`, { timeout: 240_000 }, async () => {
+    it(`finds the face in tight crops (face box ${fraction} of the side) at ${SIZES.join(', ')} px`, { timeout: SWEEP_TIMEOUT_MS }, async () => {
       let found = 0;
       let single = 0;
       let total = 0;
@@ -162,7 +167,7 @@ describe.skipIf(fixturesMissing)('finding faces in generated images', () => {
     [1920, 1080],
     [4000, 3000],
   ]) {
-    it(`finds tiny faces composited into a ${width}x${height} canvas (1/40 and 1/30 of its longer side)`, { timeout: 120_000 }, async () => {
+    it(`finds tiny faces composited into a ${width}x${height} canvas (1/40 and 1/30 of its longer side)`, { timeout: PHOTOS_TIMEOUT_MS }, async () => {
       const at40 = await tinyFaces(width, height, 40);
       const at30 = await tinyFaces(width, height, 30);
       report.push(
@@ -175,7 +180,7 @@ describe.skipIf(fixturesMissing)('finding faces in generated images', () => {
     });
   }
 
-  it('finds a face filling most of the image and the small faces around it', { timeout: 120_000 }, async () => {
+  it('finds a face filling most of the image and the small faces around it', { timeout: PHOTOS_TIMEOUT_MS }, async () => {
     const SIDE = 1200;
     const SMALL_FACE = SIDE / 20;
     let bigFound = 0;
@@ -204,7 +209,7 @@ describe.skipIf(fixturesMissing)('finding faces in generated images', () => {
     expect(smallFound / smallTotal).toBeGreaterThanOrEqual(0.9);
   });
 
-  it("keeps every face of the single 640 pass in multi/ photos, as they are and scaled", { timeout: 120_000 }, async () => {
+  it("keeps every face of the single 640 pass in multi/ photos, as they are and scaled", { timeout: PHOTOS_TIMEOUT_MS }, async () => {
     const rows: string[] = [];
     for (const label of labels().filter((l) => l.path.startsWith('multi/'))) {
       const original = await loadTestImage(label.path);
@@ -220,7 +225,7 @@ describe.skipIf(fixturesMissing)('finding faces in generated images', () => {
     report.push(`multi/ photos:\n    ${rows.join('\n    ')}`);
   });
 
-  it('finds no face in noface/ photos, as they are, scaled and turned', { timeout: 120_000 }, async () => {
+  it('finds no face in noface/ photos, as they are, scaled and turned', { timeout: PHOTOS_TIMEOUT_MS }, async () => {
     const found: string[] = [];
     for (const label of labels().filter((l) => l.path.startsWith('noface/'))) {
       const original = await loadTestImage(label.path);
@@ -233,7 +238,7 @@ describe.skipIf(fixturesMissing)('finding faces in generated images', () => {
     expect(found).toEqual([]);
   });
 
-  it('finds turned photos with auto-rotate, in the coordinates of the image as sent', { timeout: 120_000 }, async () => {
+  it('finds turned photos with auto-rotate, in the coordinates of the image as sent', { timeout: PHOTOS_TIMEOUT_MS }, async () => {
     const sample = photos;
     let checked = 0;
     for (const photo of sample) {

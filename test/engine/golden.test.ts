@@ -1,6 +1,6 @@
 // Parity with OpenCV (python3-opencv 4.6), from golden data made by tools/golden/generate.py.
 import { createHash } from 'node:crypto';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { alignToTemplate } from '../../src/engine/align.js';
 import { writeBlob } from '../../src/engine/blob.js';
 import { postProcessYuNet, type Face, type Landmarks, type YuNetOutputs } from '../../src/engine/detect.js';
@@ -88,6 +88,10 @@ describe.skipIf(fixturesMissing)('parity with OpenCV 4.6 (golden data)', () => {
   beforeAll(async () => {
     engine = await testEngine();
   });
+  // The figures of the cases that ran (each case asserts its own bounds).
+  afterAll(() => {
+    console.log(`parity with OpenCV ${detectGolden.opencv}:\n  ${report.join('\n  ')}`);
+  });
 
   async function caseImage(c: DetectCase): Promise<RgbImage> {
     const full = await loadTestImage(c.image);
@@ -173,10 +177,5 @@ describe.skipIf(fixturesMissing)('parity with OpenCV 4.6 (golden data)', () => {
         }
       });
     }
-  });
-
-  it('prints the parity figures', () => {
-    console.log(`parity with OpenCV ${detectGolden.opencv}:\n  ${report.join('\n  ')}`);
-    expect(report.length).toBe(detectGolden.cases.length + alignGolden.cases.length);
   });
 });

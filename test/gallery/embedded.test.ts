@@ -58,7 +58,7 @@ describe.skipIf(fixturesMissing)('embedded PostgreSQL', () => {
         await db.close();
       }
       const query = await embeddingOf('faces/obama/2.jpg');
-      await waitFor('obama to be recognised', async () => ((await gallery.search([query]))[0]?.visitorId === 'obama' ? true : undefined), 2_000);
+      await waitFor('obama to be recognised', async () => ((await gallery.search([query]))[0]?.visitorId === 'obama' ? true : undefined));
     } finally {
       await gallery.close();
     }

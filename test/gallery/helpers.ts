@@ -21,6 +21,10 @@ import { InferencePipeline } from '../../src/server/pipeline.js';
 import { InferenceScheduler } from '../../src/server/scheduler.js';
 import { createService, galleryOptions } from '../../src/server/service.js';
 import { MODELS_DIR, readTestdata, testEngine } from '../helpers/fixtures.js';
+import { waitFor } from '../helpers/wait.js';
+
+// Tests here wait with the shared helper (vi.waitFor underneath).
+export { waitFor };
 
 export const logger = pino({ level: process.env.GALLERY_TEST_LOG ?? 'silent' });
 
@@ -127,24 +131,6 @@ export async function openGallery(url: string | null, extractor: Extractor, over
     logger,
     ...overrides,
   });
-}
-
-/** Polls `check` until it returns a value other than undefined; fails after `timeoutMs`. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (error) {
-      lastError = error;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${(lastError as Error).message})` : ''}`);
-    }
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 export interface GalleryService {

@@ -57,7 +57,7 @@ describe.skipIf(fixturesMissing)('gallery across a database restart', () => {
     const match = await waitFor('kit to be recognised', async () => {
       const [m] = await gallery.search([kit]);
       return m?.visitorId === 'kit' ? m : undefined;
-    }, 2_000);
+    });
     expect(match.similarity).toBeGreaterThan(0.44);
   });
 

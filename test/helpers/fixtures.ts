@@ -1,15 +1,13 @@
 // Where the shared test data lives, and what to do when it is missing: fail loudly in CI,
 // skip with the reason elsewhere.
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { FaceEngine } from '../../src/engine/engine.js';
 import { decodeImage, type RgbImage } from '../../src/engine/image.js';
+import { MODELS_DIR, REPO_ROOT, TESTDATA_DIR } from './paths.js';
 
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const TESTDATA_DIR = resolve(process.env.TESTDATA_DIR ?? join(REPO_ROOT, '..', 'shared', 'testdata'));
-export const MODELS_DIR = resolve(process.env.MODELS_DIR ?? join(TESTDATA_DIR, 'models'));
+export { MODELS_DIR, REPO_ROOT, TESTDATA_DIR };
 
 const required = [join(TESTDATA_DIR, 'labels.csv'), join(MODELS_DIR, 'face_detection_yunet_2023mar.onnx'), join(MODELS_DIR, 'MobileFaceNet.onnx')];
 const missing = required.filter((p) => !existsSync(p));

@@ -9,12 +9,13 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { pino } from 'pino';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/gallery/embedded.js';
 import { createService, type Service } from '../../src/server/service.js';
 import { MODELS_DIR, fixturesMissing, readTestdata, testEngine } from '../helpers/fixtures.js';
 import { RealtimeClient } from '../helpers/realtime-client.js';
+import { waitFor } from '../helpers/wait.js';
 import { base64Of } from './helpers/server.js';
 
 // Long enough for the inference of a small photo on a loaded machine, so that the time runs out
@@ -22,6 +23,8 @@ import { base64Of } from './helpers/server.js';
 const TIMEOUT_MS = 4_000;
 const QUERY = 'hard/obama_240p.jpg';
 const quiet = pino({ level: 'silent' });
+/** The embedded PostgreSQL's first start and the gallery's first sync, on a loaded machine. */
+const GALLERY_START_TIMEOUT_MS = 60_000;
 
 describe.skipIf(fixturesMissing)('the request deadline covers the gallery search and its database confirmation', () => {
   let dataDir: string;
@@ -76,7 +79,7 @@ describe.skipIf(fixturesMissing)('the request deadline covers the gallery search
     service = await createService(config, { logger: quiet, loadEngine: testEngine });
     url = await service.listen();
     await service.start();
-    await vi.waitFor(() => expect(service.gallery?.status().faces).toBe(1), { timeout: 60_000, interval: 50 });
+    await waitFor('the enrolled face searchable', () => (service.gallery?.status().faces === 1 ? true : undefined), GALLERY_START_TIMEOUT_MS);
   });
 
   afterAll(async () => {

@@ -16,6 +16,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WS from 'ws';
 import { fixturesMissing } from '../helpers/fixtures.js';
+import { waitFor } from '../helpers/wait.js';
 import { MemoryGallery } from './helpers/memory-gallery.js';
 import { base64Of, holdSlot, post, startServer, type TestServer } from './helpers/server.js';
 
@@ -204,7 +205,7 @@ describe.skipIf(fixturesMissing)("the integration guide's TypeScript, unmodified
     ws.send(JSON.stringify({ type: 'frame', image: 'not an image' }));
     ws.send('{not json');
     const droppedMetric = async () => Number(/face_recog_ws_frames_total\{outcome="dropped"\} (\d+)/.exec(await (await globalThis.fetch(`${server.url}/metrics`)).text())?.[1] ?? 0);
-    for (let tries = 0; tries < 500 && (await droppedMetric()) < 3; tries++) await new Promise((resolve) => setTimeout(resolve, 10));
+    await waitFor('frames 2 to 4 counted as dropped', async () => ((await droppedMetric()) >= 3 ? true : undefined));
     busy.release();
 
     // Frames are numbered per connection: 1 is the guide's, 2-4 are dropped for the newest, 5 is the unusable one.

@@ -2,11 +2,12 @@
 // auth, limits and heartbeats.
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import Value from 'typebox/value';
 import WebSocket from 'ws';
 import { RealtimeMessage } from '../../src/server/schemas.js';
 import { fixturesMissing } from '../helpers/fixtures.js';
+import { waitFor } from '../helpers/wait.js';
 import { RealtimeClient as Client } from '../helpers/realtime-client.js';
 import { MemoryGallery } from './helpers/memory-gallery.js';
 import { base64Of, holdSlot, startServer, type TestServer } from './helpers/server.js';
@@ -101,10 +102,9 @@ describe.skipIf(fixturesMissing)('WebSocket /ws/realtime', () => {
     // Inference is busy elsewhere, so frame 1 waits for a slot while 2..5 arrive.
     const busy = holdSlot(server.scheduler);
     for (let id = 1; id <= 5; id++) client.send({ type: 'frame', image: base64Of(FRAME), id });
-    await vi.waitFor(async () => expect((await metricValue(server, /face_recog_ws_frames_total\{outcome="dropped"\} (\d+)/)) - droppedBefore).toBe(3), {
-      timeout: 30_000,
-      interval: 10,
-    });
+    await waitFor('frames 2 to 4 counted as dropped', async () =>
+      (await metricValue(server, /face_recog_ws_frames_total\{outcome="dropped"\} (\d+)/)) - droppedBefore === 3 ? true : undefined,
+    );
     busy.release();
     const messages = await client.receive(3);
     expect(messages.map((m) => m.type)).toEqual(['results', 'dropped', 'results']);
@@ -123,7 +123,7 @@ describe.skipIf(fixturesMissing)('WebSocket /ws/realtime', () => {
     client.send('{not json');
     client.send({ type: 'frame', image: 'junk!', id: 'junk' });
     for (let id = 1; id <= 4; id++) client.send({ type: 'frame', image: base64Of(FRAME), id });
-    await vi.waitFor(async () => expect((await dropped()) - droppedBefore).toBe(3), { timeout: 30_000, interval: 10 });
+    await waitFor('three frames counted as dropped', async () => ((await dropped()) - droppedBefore >= 3 ? true : undefined));
     busy.release();
     const messages = await client.until((all) => all.some((m) => m.type === 'results' && m.id === 4));
     expect(new Set(messages.map((m) => m.type))).toEqual(new Set(['error', 'dropped', 'results']));
@@ -145,14 +145,14 @@ describe.skipIf(fixturesMissing)('WebSocket /ws/realtime', () => {
     // Frame 1 waits for the busy slot (in progress for the connection), 2 waits behind it and 3 replaces 2.
     const busy = holdSlot(server.scheduler);
     for (let id = 1; id <= 3; id++) client.send({ type: 'frame', image: base64Of(FRAME), id });
-    await vi.waitFor(async () => expect((await frames('dropped')) - before.dropped).toBe(1), { timeout: 30_000, interval: 10 });
+    await waitFor('frame 2 counted as dropped', async () => ((await frames('dropped')) - before.dropped === 1 ? true : undefined));
     client.socket.close();
     await client.closed;
     // The waiting frame goes with the connection...
-    await vi.waitFor(async () => expect((await frames('cancelled')) - before.cancelled).toBe(1), { timeout: 30_000, interval: 10 });
+    await waitFor('the waiting frame counted as cancelled', async () => ((await frames('cancelled')) - before.cancelled === 1 ? true : undefined));
     busy.release();
     // ...and the one in progress ends after its inference, unanswered.
-    await vi.waitFor(async () => expect((await frames('cancelled')) - before.cancelled).toBe(2), { timeout: 30_000, interval: 10 });
+    await waitFor('the frame in progress counted as cancelled', async () => ((await frames('cancelled')) - before.cancelled === 2 ? true : undefined));
     await server.scheduler.idle();
 
     expect((await frames('processed')) - before.processed).toBe(0);
@@ -189,7 +189,8 @@ describe.skipIf(fixturesMissing)('WebSocket /ws/realtime', () => {
       expect(opened).toEqual(['lobby']);
       client.socket.close();
       await client.closed;
-      await vi.waitFor(() => expect(closed).toEqual(['lobby']), { timeout: 30_000, interval: 10 });
+      await waitFor("the lobby connection's stage closed", () => (closed.length > 0 ? true : undefined));
+      expect(closed).toEqual(['lobby']);
     } finally {
       await staged.close();
     }

@@ -1,5 +1,5 @@
 // The inference scheduler: bounded concurrency, admission by expected wait, a bounded queue, deadlines, a background lane.
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { EnginePool } from '../../src/engine/worker-pool.js';
 import { FaceRecogError } from '../../src/errors.js';
@@ -12,6 +12,7 @@ import { Deadline, InferenceScheduler } from '../../src/server/scheduler.js';
 import { ArrivalLedger } from '../../src/server/tracking/events.js';
 import { trackingStage } from '../../src/server/tracking/stage.js';
 import { MODELS_DIR, fixturesMissing, readTestdata } from '../helpers/fixtures.js';
+import { waitFor } from '../helpers/wait.js';
 import { MemoryGallery } from './helpers/memory-gallery.js';
 
 /** A task that runs until released, recording that it started. */
@@ -283,7 +284,7 @@ describe.skipIf(fixturesMissing)('admission over a real socket, inference in wor
     let release!: () => void;
     const held = scheduler.run(() => new Promise<void>((resolve) => (release = resolve)));
     const burst = Array.from({ length: FITS }, detect);
-    await vi.waitFor(() => expect(scheduler.depth()).toBe(FITS), { timeout: 30_000, interval: 5 });
+    await waitFor('the burst admitted', () => (scheduler.depth() === FITS ? true : undefined));
     const refused = await detect();
     expect(refused.status).toBe(503);
     expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('overloaded');

@@ -2,9 +2,10 @@
 // with 1001 after their last answer.
 import http from 'node:http';
 import net from 'node:net';
-import { describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { fixturesMissing } from '../helpers/fixtures.js';
+import { waitFor } from '../helpers/wait.js';
 import { base64Of, holdSlot, startServer, type TestServer } from './helpers/server.js';
 
 const IMAGE = 'hard/obama_240p.jpg';
@@ -39,13 +40,7 @@ function getFresh(server: TestServer, path: string): Promise<{ status: number; h
   });
 }
 
-async function until(condition: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 1000; i++) {
-    if (condition()) return;
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-  throw new Error(`gave up waiting for ${what}`);
-}
+const until = (condition: () => boolean, what: string) => waitFor(what, () => (condition() ? true : undefined));
 
 describe.skipIf(fixturesMissing)('graceful shutdown', () => {
   it('finishes the request in flight and refuses new connections', async () => {
@@ -109,10 +104,9 @@ describe.skipIf(fixturesMissing)('graceful shutdown', () => {
     for (const id of ['current', 'waiting', 'newest']) client.send(JSON.stringify({ type: 'frame', image: base64Of(IMAGE), id }));
     await until(() => server.scheduler.depth() === 1, 'the first frame to be queued');
     // 'waiting' was replaced by 'newest' once the metric counts one dropped frame.
-    await vi.waitFor(async () => expect(await (await fetch(`${server.url}/metrics`)).text()).toMatch(/face_recog_ws_frames_total\{outcome="dropped"\} 1/), {
-      timeout: 30_000,
-      interval: 5,
-    });
+    await waitFor('the waiting frame counted as dropped', async () =>
+      /face_recog_ws_frames_total\{outcome="dropped"\} 1/.test(await (await fetch(`${server.url}/metrics`)).text()) ? true : undefined,
+    );
     const closing = server.close();
     // While the socket's last frame is pending, the listener is still open: new requests are told
     // to go away, from the first one sent after the close began (Fastify's own closing state comes
@@ -125,9 +119,10 @@ describe.skipIf(fixturesMissing)('graceful shutdown', () => {
     // Once the socket is told to finish (the waiting frame counted dropped), a frame that arrives is
     // reported dropped at once.
     const dropped = async () => (await server.service.metrics.registry.getSingleMetricAsString('face_recog_ws_frames_total')).match(/outcome="dropped"\} (\d+)/)?.[1];
-    await vi.waitFor(async () => expect(await dropped()).toBe('2'), { timeout: 30_000, interval: 5 });
+    await waitFor('the waiting frame counted as dropped by the close', async () => ((await dropped()) === '2' ? true : undefined));
     client.send(JSON.stringify({ type: 'frame', image: base64Of(IMAGE), id: 'late' }));
-    await vi.waitFor(() => expect(messages).toHaveLength(1), { timeout: 30_000, interval: 5 });
+    await waitFor('the late frame answered', () => (messages.length > 0 ? true : undefined));
+    expect(messages).toHaveLength(1);
     busy.release();
 
     expect(await closed).toBe(1001);

@@ -1,6 +1,7 @@
 // WebhookSender against real HTTP receivers on local sockets: signed bodies, retries, the bounded
 // queue, shutdown, a receiver that is down; and the configuration that turns it on.
 import { afterEach, describe, expect, it } from 'vitest';
+import { median, round2 } from '../../bench/common.js';
 import { ConfigError, loadConfig } from '../../src/config.js';
 import { ServiceMetrics } from '../../src/server/metrics.js';
 import { InferenceScheduler } from '../../src/server/scheduler.js';
@@ -161,8 +162,7 @@ describe('webhook deliveries', () => {
         await sender.close(name === 'up' ? 60_000 : 0);
       }
     }
-    const median = (v: number[]): number => Math.round([...v].sort((a, b) => a - b)[1] * 10) / 10;
-    console.log(`caller ms for ${frames} frames (median of 3): ${JSON.stringify(Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)])))}`);
+    console.log(`caller ms for ${frames} frames (median of 3): ${JSON.stringify(Object.fromEntries(Object.entries(times).map(([k, v]) => [k, round2(median(v))])))}`);
     expect(await counters(m)).toMatchObject({ [delivered('delivered')]: 3 * frames, [delivered('abandoned')]: 6 * frames });
   }, 120_000);
 });

@@ -11,7 +11,8 @@ import {
   createClient,
   type FaceRecogClient,
 } from '../src/index.js';
-import { PhotoGallery, startService, type RunningService } from './helpers/service.js';
+import { MemoryGallery } from '../../../test/server/helpers/memory-gallery.js';
+import { startServer, type TestServer } from '../../../test/server/helpers/server.js';
 
 const OBAMA_AND_BIDEN = 'multi/obama_and_biden.jpg';
 
@@ -25,14 +26,14 @@ async function rejection(promise: Promise<unknown>): Promise<FaceRecogClientErro
 }
 
 describe.skipIf(fixturesMissing)('createClient against the real service', () => {
-  let service: RunningService;
+  let service: TestServer;
   let client: FaceRecogClient;
 
   beforeAll(async () => {
-    const gallery = new PhotoGallery();
+    const gallery = new MemoryGallery();
     await gallery.enroll('obama', 'faces/obama/1.jpg');
     await gallery.enroll('biden', 'faces/biden/1.jpg');
-    service = await startService({ gallery });
+    service = await startServer({ gallery });
     client = createClient({ baseUrl: service.url, timeoutMs: 20_000 });
   });
   afterAll(() => service?.close());
@@ -158,7 +159,7 @@ describe.skipIf(fixturesMissing)('createClient against the real service', () => 
 
 describe.skipIf(fixturesMissing)('typed errors from service limits and auth', () => {
   it('an image over MAX_IMAGE_BYTES is a 413', async () => {
-    const service = await startService({ env: { MAX_IMAGE_BYTES: '4096' } });
+    const service = await startServer({ env: { MAX_IMAGE_BYTES: '4096' } });
     try {
       const client = createClient({ baseUrl: service.url });
       const photo = readTestdata('faces/obama/1.jpg');
@@ -173,7 +174,7 @@ describe.skipIf(fixturesMissing)('typed errors from service limits and auth', ()
   });
 
   it('API_KEYS: no key or a wrong key is a 401 unauthorized; the right key works; health stays open', async () => {
-    const service = await startService({ env: { API_KEYS: 'k-one,k-two' } });
+    const service = await startServer({ env: { API_KEYS: 'k-one,k-two' } });
     try {
       const image = readTestdata('faces/obama/2.jpg');
       const anonymous = await rejection(createClient({ baseUrl: service.url }).detect(image));
@@ -192,7 +193,7 @@ describe.skipIf(fixturesMissing)('typed errors from service limits and auth', ()
   });
 
   it('while the models load: health resolves as starting, inference is a 503 not_ready with retryAfterS', async () => {
-    const service = await startService({ loading: true });
+    const service = await startServer({ engine: 'loading' });
     try {
       const client = createClient({ baseUrl: service.url });
       const health = await client.health();

@@ -12,7 +12,9 @@ import {
   type RealtimeResultsEvent,
   type WebSocketConstructor,
 } from '../src/index.js';
-import { PhotoGallery, startService, type RunningService } from './helpers/service.js';
+import { MemoryGallery } from '../../../test/server/helpers/memory-gallery.js';
+import { startServer, type TestServer } from '../../../test/server/helpers/server.js';
+import { waitFor } from '../../../test/helpers/wait.js';
 
 const OBAMA = readTestdata('faces/obama/2.jpg');
 // MobileFaceNet's threshold: a frame's similarity above it, with obama the only visitor, is obama's.
@@ -37,8 +39,8 @@ function resultsFor(realtime: RealtimeClient, id: number | string): Promise<Real
 }
 
 describe.skipIf(fixturesMissing)('realtime helper against the real service', () => {
-  let gallery: PhotoGallery;
-  let service: RunningService;
+  let gallery: MemoryGallery;
+  let service: TestServer;
   const open: RealtimeClient[] = [];
 
   function connect(options: Parameters<ReturnType<typeof createClient>['realtime']>[0] = {}, apiKey?: string): RealtimeClient {
@@ -49,9 +51,9 @@ describe.skipIf(fixturesMissing)('realtime helper against the real service', () 
   }
 
   beforeAll(async () => {
-    gallery = new PhotoGallery();
+    gallery = new MemoryGallery();
     await gallery.enroll('obama', 'faces/obama/1.jpg');
-    service = await startService({ gallery });
+    service = await startServer({ gallery });
   });
   afterEach(() => {
     for (const realtime of open.splice(0)) realtime.close();
@@ -172,7 +174,7 @@ describe.skipIf(fixturesMissing)('realtime helper against the real service', () 
     await realtime.once('open');
     const closes = record(realtime, 'close');
 
-    const { port } = service;
+    const port = Number(new URL(service.url).port);
     const closed = realtime.once('close');
     await service.close();
     const firstClose = await closed;
@@ -182,9 +184,9 @@ describe.skipIf(fixturesMissing)('realtime helper against the real service', () 
     // A frame sent while disconnected waits for the new connection.
     const id = realtime.send(OBAMA);
     // Let at least one attempt be refused before the service is back.
-    while (closes.length < 2) await new Promise((resolve) => setTimeout(resolve, 20));
+    await waitFor('a reconnect attempt refused', () => (closes.length >= 2 ? true : undefined));
     const reopened = realtime.once('open');
-    service = await startService({ gallery, port });
+    service = await startServer({ gallery, port });
     await reopened;
     expect(constructed.length).toBeGreaterThanOrEqual(3);
     expect((await resultsFor(realtime, id)).faces[0].confidence).toBeGreaterThan(THRESHOLD);
@@ -202,9 +204,9 @@ describe.skipIf(fixturesMissing)('realtime helper against the real service', () 
 });
 
 describe.skipIf(fixturesMissing)('realtime helper with API_KEYS', () => {
-  let service: RunningService;
+  let service: TestServer;
   beforeAll(async () => {
-    service = await startService({ env: { API_KEYS: 'cam-key' } });
+    service = await startServer({ env: { API_KEYS: 'cam-key' } });
   });
   afterAll(() => service?.close());
 

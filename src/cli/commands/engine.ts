@@ -12,7 +12,7 @@ import { downloadProgressReporter } from '../../engine/models/progress.js';
 import { MODELS, getModel } from '../../engine/models/registry.js';
 import { ensureModel, sha256File } from '../../engine/models/store.js';
 import { FaceRecogError } from '../../errors.js';
-import { clampSimilarity } from '../../server/recognition.js';
+import { clampSimilarity, faceView } from '../../server/recognition.js';
 
 /** The configured models, downloaded with a progress bar where missing. */
 function modelOptions(config: Config) {
@@ -39,12 +39,6 @@ async function readImage(path: string): Promise<RgbImage> {
     throw new FaceRecogError('invalid_request', `cannot read image ${path}: ${reason}`);
   }
   return decodeImage(bytes, { maxBytes: config.limits.maxImageBytes, maxPixels: config.limits.maxImagePixels });
-}
-
-const round = (v: number): number => Math.round(v * 100) / 100;
-
-function faceJson(face: Face) {
-  return { bbox: face.box.map(round), confidence: face.score, landmarks: face.landmarks.map((p) => p.map(round)) };
 }
 
 /** Boxes and the five landmarks drawn over the image, as an SVG composited by sharp. */
@@ -79,7 +73,7 @@ export function registerEngineCommands(program: Command): void {
       const image = await readImage(path);
       const detector = await loadDetector();
       const faces = await detector.detect(image);
-      console.log(JSON.stringify({ faces: faces.map(faceJson), count: faces.length }, null, 2));
+      console.log(JSON.stringify({ faces: faces.map(faceView), count: faces.length }, null, 2));
       if (options.out) {
         await drawFaces(image, faces, options.out);
         console.error(`wrote ${options.out}`);

@@ -5,12 +5,12 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { getRecognizer } from '../../engine/models/registry.js';
 import { FaceRecogError } from '../../errors.js';
 import { withConfiguredDatabase } from '../database.js';
-import { redactUrl } from '../../gallery/db.js';
 import { cacheCounts, removeSynthetic } from '../../gallery/feature-cache.js';
 import { migrate } from '../../gallery/migrations.js';
 import { describeProblem } from '../../gallery/problems.js';
 import { countSourceRows, introspectSources } from '../../gallery/sources.js';
 import { addSyntheticFaces } from '../../gallery/synthetic.js';
+import { redactUrl } from '../../redact.js';
 
 function positiveInteger(value: string): number {
   const n = Number(value);

@@ -1,7 +1,7 @@
 // `face-recog visitors import <dir>`: fill the visitor tables from a folder of photos, as the
 // visitor backend would (used by the README demo and for trying the service without a backend).
 import type { Command } from 'commander';
-import { redactUrl } from '../../gallery/db.js';
+import { redactUrl } from '../../redact.js';
 import { withConfiguredDatabase } from '../database.js';
 import { importTargets, importVisitor, planImport, type StoredAs } from '../../gallery/importer.js';
 import { FaceRecogError } from '../../errors.js';

@@ -29,17 +29,28 @@ export interface TestServer {
 
 export interface TestServerOptions {
   env?: Record<string, string>;
-  /** 'loading': the models never finish loading (until setEngine). */
+  /** 'loading': serve with the models still loading (every inference route answers 503 not_ready) until setEngine. */
   engine?: 'loaded' | 'loading';
   gallery?: MemoryGallery;
   /** The gallery is still starting: the service does not have it. */
   galleryStarting?: boolean;
   openConnectionStage?: OpenConnectionStage;
+  /** A given port (e.g. the one a previous server had); by default a free one. */
+  port?: number;
 }
 
 export async function startServer(options: TestServerOptions = {}): Promise<TestServer> {
   // One pipeline at a time, as the in-process test engine runs them: holdSlot() then makes the service busy.
-  const config = loadConfig({ RECOGNIZER: 'mobilefacenet', MODELS_DIR, MODELS_OFFLINE: '1', LOG_LEVEL: 'info', HOST: '127.0.0.1', PORT: '0', INFERENCE_CONCURRENCY: '1', ...options.env });
+  const config = loadConfig({
+    RECOGNIZER: 'mobilefacenet',
+    MODELS_DIR,
+    MODELS_OFFLINE: '1',
+    LOG_LEVEL: 'info',
+    HOST: '127.0.0.1',
+    PORT: String(options.port ?? 0),
+    INFERENCE_CONCURRENCY: '1',
+    ...options.env,
+  });
   const logs: string[] = [];
   const sink = new Writable({
     write(chunk, _encoding, callback) {

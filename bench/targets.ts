@@ -1,0 +1,47 @@
+// The benchmarks' targets, one line each: `npm run bench` judges them (bench/results.ts, into
+// bench/results/latest.json) and BENCHMARKS.md lists them (bench/report.ts, which judges the
+// saved results again, so a line added here shows on `npm run bench:report` without measuring).
+//
+// A target is a figure of the results, named by its path in bench/results/latest.json
+// (`gallery.rss_mb.1000000`), alone, over another figure in the same unit (`per`: a ratio), or, for a
+// rate, times a time (`times`: how many of those times the rate fits in a second), held to `atMost`
+// or `atLeast`. A figure a run did not measure (a quick run, a key not written yet) is "not measured".
+// Why a target can be missed is written, by hand, in bench/NARRATIVE.md.
+import { BURST } from './common.js';
+
+/** How a figure is shown: a share (0..1) as a percentage. */
+export type FigureUnit = 'ms' | 'MB' | '/s' | 'share';
+
+export interface TargetSpec {
+  id: string;
+  what: string;
+  /** Path of the figure in the results. */
+  figure: string;
+  /** Path of the figure it is divided by (same unit): the target is then on the ratio. */
+  per?: string;
+  /** Path of a time in ms the figure, a rate per second, is multiplied by: the target is then on that product. */
+  times?: string;
+  /** The figure's unit, as shown. */
+  unit: FigureUnit;
+  atMost?: number;
+  atLeast?: number;
+}
+
+/** The in-process single-stream pipeline issue 16 measures the service against. */
+const PIPELINE_MS = 'engine.detail.jpeg_640x480.decode_detect_embed_ms';
+const ONE_CLIENT_MS = 'http.recognize.p50';
+
+export const TARGETS: TargetSpec[] = [
+  // Issue 11: the gallery at scale, against the guide's design and OpenCV, in memory.
+  { id: 'scale', what: 'recognize p50 at 1,000,000 faces over the same at 100', figure: 'gallery.recognize_p50.1000000', per: 'gallery.recognize_p50.100', unit: 'ms', atMost: 1.25 },
+  { id: 'on_the_fly', what: "recognize p50 at 1,000 visitors, the guide's on-the-fly design over ours (at 10,000 faces)", figure: 'gallery.on_the_fly_p50.1000', per: 'gallery.recognize_p50.10000', unit: 'ms', atLeast: 20 },
+  { id: 'opencv', what: 'YuNet forward on the same 640x640 blob, OpenCV DNN over onnxruntime (ours)', figure: 'engine.opencv_yunet_raw', per: 'engine.ort_yunet_raw', unit: 'ms', atLeast: 3 },
+  { id: 'rss', what: 'service RSS with 1,000,000 faces', figure: 'gallery.rss_mb.1000000', unit: 'MB', atMost: 1536 },
+  // Issue 16: inference off the event loop, both cores, admission by expected wait, many faces.
+  { id: 'http_overhead', what: 'recognize p50 over HTTP over decode + detect + embed in process (640x480)', figure: ONE_CLIENT_MS, per: PIPELINE_MS, unit: 'ms', atMost: 1.25 },
+  { id: 'throughput', what: 'recognize throughput at 16 clients times the one-client recognize p50 (both cores used)', figure: 'throughput_rps.recognize.c16', times: ONE_CLIENT_MS, unit: '/s', atLeast: 1.5 },
+  { id: 'eight_faces', what: 'recognize p50 of one 8-face image at 1,000,000 faces over the same at 100', figure: 'gallery.recognize_8faces_p50.1000000', per: 'gallery.recognize_8faces_p50.100', unit: 'ms', atMost: 1.3 },
+  { id: 'reconcile', what: 'reconcile rate times the single-stream pipeline time (decode + detect + embed in process)', figure: 'gallery.reconcile_images_per_s', times: PIPELINE_MS, unit: '/s', atLeast: 1 },
+  { id: 'burst', what: `a burst of ${BURST.clients} clients at once, ${BURST.requestsEach} recognize requests each, Retry-After ignored: share served`, figure: 'burst.served_fraction', unit: 'share', atLeast: 0.95 },
+  { id: 'event_loop', what: 'event-loop delay p99 under 16 recognize clients over the one-client recognize p50', figure: 'http.event_loop_delay_p99_ms', per: ONE_CLIENT_MS, unit: 'ms', atMost: 1 },
+];
