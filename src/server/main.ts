@@ -86,6 +86,7 @@ async function main(config: Config): Promise<void> {
       extractor: pipeline.extractor,
       pollMs: config.gallery.pollMs,
       batchSize: config.gallery.batchSize,
+      concurrency: config.gallery.concurrency,
       logger,
     });
   }

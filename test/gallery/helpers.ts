@@ -124,6 +124,7 @@ export async function openGallery(url: string | null, extractor: Extractor, over
     extractor,
     pollMs: 100,
     batchSize: 4,
+    concurrency: 2,
     logger,
     ...overrides,
   });
@@ -176,6 +177,7 @@ export async function startGalleryService(databaseUrl: string, env: Record<strin
     extractor: pipeline.extractor,
     pollMs: config.gallery.pollMs,
     batchSize: config.gallery.batchSize,
+    concurrency: config.gallery.concurrency,
     logger,
   });
   const app = await buildApp({ config, logger, engine: () => engine, gallery: () => gallery, scheduler, metrics });
