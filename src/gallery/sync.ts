@@ -165,6 +165,7 @@ export class GallerySync {
   }
 
   private pollMs(): number {
+    if (this.role === 'extractor' && this.watcher && !this.force && !this.newTerm) return this.watcher.nextLookInMs();
     if (this.role === 'follower' && this.link.listening) return FOLLOW_SAFETY_MS;
     return this.options.pollMs;
   }

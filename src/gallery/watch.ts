@@ -23,6 +23,8 @@ export const IDLE_BUDGET = 0.01;
 export const CHANGE_BUDGET = 0.1;
 /** Weight of the latest pass in the running estimate of a pass's cost. */
 const COST_SMOOTHING = 0.3;
+/** With every write announced by the triggers, idle passes are only a safety net. */
+const ANNOUNCED_POLL_FACTOR = 10;
 
 export type Work =
   | { kind: 'nothing' }
@@ -67,7 +69,15 @@ export class SourceWatcher {
 
   /** How long a pass may wait without a sign of a write, and after one. */
   intervalsMs(): { idle: number; changed: number } {
-    return { idle: Math.max(this.pollMs, this.passMs / IDLE_BUDGET), changed: this.passMs / CHANGE_BUDGET };
+    const floor = this.announced ? this.pollMs * ANNOUNCED_POLL_FACTOR : this.pollMs;
+    return { idle: Math.max(floor, this.passMs / IDLE_BUDGET), changed: this.passMs / CHANGE_BUDGET };
+  }
+
+  /** When to look next: when a pass is due, and at least every pollMs to read the counters unless writes are announced. */
+  nextLookInMs(): number {
+    const { idle, changed } = this.intervalsMs();
+    const due = Math.max(0, (this.nudged ? changed : idle) - (performance.now() - this.lastPassAt));
+    return this.announced ? due : Math.min(this.pollMs, due);
   }
 
   async introspect(): Promise<void> {
@@ -88,7 +98,7 @@ export class SourceWatcher {
       await this.introspect();
       this.forget();
     }
-    if (this.reflections.size === 0 && this.sources.length > 0) return this.timed(() => this.listAll());
+    if (this.reflections.size === 0 && this.sources.length > 0) return this.listAll();
     if (!this.announced && (await this.countersMoved())) this.nudged = true;
     const { idle, changed } = this.intervalsMs();
     const since = performance.now() - this.lastPassAt;
@@ -97,10 +107,11 @@ export class SourceWatcher {
     return this.timed(() => this.pass());
   }
 
-  private async timed(look: () => Promise<Work>): Promise<Work> {
+  /** Runs a pass, folding what it took into the estimate of a pass's cost (the client's wall time: an upper bound on the server's). */
+  private async timed(pass: () => Promise<Work>): Promise<Work> {
     const started = performance.now();
     try {
-      return await look();
+      return await pass();
     } finally {
       const ms = performance.now() - started;
       this.passMs = this.lastPassAt === -Infinity ? ms : COST_SMOOTHING * ms + (1 - COST_SMOOTHING) * this.passMs;
