@@ -76,6 +76,8 @@ export async function growTo(service: Service, faces: number): Promise<Growth> {
 export interface SizePoint {
   faces: number;
   recognize: Latency;
+  /** The 8-face query (bench/inputs.ts eightFaceJpeg). */
+  recognize8: Latency;
   /** The service's mean ms per stage (decode, detect, embed, search) over those requests, from /metrics. */
   stagesMs: Record<string, number>;
   memory: Memory;

@@ -1,7 +1,7 @@
 // HTTP latency and throughput as a client sees them: fetch over kept-alive local sockets, request
 // bodies serialised before the clock starts, every answer checked (a benchmark of wrong answers
 // measures nothing, so one ends the run).
-import { QUERY_IDENTITY } from './inputs.js';
+import { EIGHT_FACES, QUERY_IDENTITY } from './inputs.js';
 import { latencyOf, timeRuns, type Latency } from './common.js';
 
 export interface Answer {
@@ -31,6 +31,10 @@ export const expectQueryVisitor: Check = (a) =>
   a.status === 200 && a.body.matched === true && String(a.body.visitor_id).startsWith(`${QUERY_IDENTITY}-`)
     ? null
     : `expected a match with an ${QUERY_IDENTITY} visitor, got ${describe(a)}`;
+
+/** The 8-face query: every face found and matched against the gallery. */
+export const expectEightFaces: Check = (a) =>
+  a.status === 200 && Array.isArray(a.body.faces) && a.body.faces.length === EIGHT_FACES ? null : `expected ${EIGHT_FACES} faces, got ${describe(a)}`;
 
 async function checked(url: string, body: string, check: Check): Promise<void> {
   const problem = check(await post(url, body));
@@ -76,4 +80,41 @@ export async function throughput(url: string, body: string, concurrency: number,
   };
   await Promise.all(Array.from({ length: concurrency }, client));
   return { concurrency, rps: Math.round((counts.ok / seconds) * 10) / 10, ...counts, seconds };
+}
+
+export interface Burst {
+  clients: number;
+  requests: number;
+  served: number;
+  /** 429 and 503 answers. */
+  refused: number;
+  servedFraction: number;
+  seconds: number;
+}
+
+/**
+ * `clients` clients starting at once, each sending `requestsEach` requests one after another and
+ * ignoring Retry-After (a refused request is followed at once by the next): how much of a
+ * sudden crowd is served rather than refused.
+ */
+export async function burst(url: string, body: string, clients: number, requestsEach: number, check: Check): Promise<Burst> {
+  let served = 0;
+  let refused = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      for (let i = 0; i < requestsEach; i++) {
+        const answer = await post(url, body);
+        if (answer.status === 429 || answer.status === 503) {
+          refused++;
+          continue;
+        }
+        const problem = check(answer);
+        if (problem) throw new Error(`POST ${url} in a burst of ${clients} clients: ${problem}`);
+        served++;
+      }
+    }),
+  );
+  const requests = clients * requestsEach;
+  return { clients, requests, served, refused, servedFraction: Math.round((served / requests) * 1000) / 1000, seconds: Math.round(performance.now() - started) / 1000 };
 }

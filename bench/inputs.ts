@@ -64,6 +64,31 @@ export async function storedPhotos(count: number): Promise<StoredPhoto[]> {
   );
 }
 
+/** The 8-face query: eight people, one per tile of a 4 x 2 grid. */
+export const EIGHT_FACES = 8;
+const GRID_COLUMNS = 4;
+const TILE = { width: 320, height: 360 };
+
+/**
+ * One JPEG showing EIGHT_FACES different people (the first photo of each of the first identities
+ * of faces/), each scaled to cover a 320x360 tile of a 1280x720 frame: a group at a desk camera.
+ */
+export async function eightFaceJpeg(): Promise<Buffer> {
+  const firstOfEach = [...new Map(facePhotos().map((p) => [p.identity, p])).values()].slice(0, EIGHT_FACES);
+  const tiles = await Promise.all(
+    firstOfEach.map(async ({ path }, i) => ({
+      input: await sharp(readFileSync(join(TESTDATA_DIR, path))).rotate().resize(TILE.width, TILE.height, { fit: 'cover' }).toBuffer(),
+      left: (i % GRID_COLUMNS) * TILE.width,
+      top: Math.floor(i / GRID_COLUMNS) * TILE.height,
+    })),
+  );
+  const rows = Math.ceil(EIGHT_FACES / GRID_COLUMNS);
+  return sharp({ create: { width: GRID_COLUMNS * TILE.width, height: rows * TILE.height, channels: 3, background: { r: 128, g: 128, b: 128 } } })
+    .composite(tiles)
+    .jpeg({ quality: JPEG_QUALITY })
+    .toBuffer();
+}
+
 /** Visitor ids say who is on the photo, so that answers can be checked: `<identity>-<n>`. */
 export function visitorId(photo: StoredPhoto, index: number): string {
   return `${photo.identity}-${String(index + 1).padStart(7, '0')}`;

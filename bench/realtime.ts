@@ -3,6 +3,7 @@
 // frame and reports the ones it skipped as dropped. Results per second is what the cameras
 // really get; dropped per second is the rest of what they sent.
 import WebSocket from 'ws';
+import { IDENTITY_RULE } from '../src/server/tracking/identity.js';
 import { percentile, round2 } from './common.js';
 import { QUERY_IDENTITY } from './inputs.js';
 
@@ -42,12 +43,15 @@ async function connect(url: string): Promise<WebSocket> {
 }
 
 function listen(socket: WebSocket, counts: Counts, window: { open: boolean }, fail: (error: Error) => void): void {
+  let answered = 0;
   socket.on('message', (data) => {
     const message = JSON.parse(data.toString()) as { type: string; ids?: unknown[]; latency_ms?: number; faces?: { visitor_id: string | null }[] };
     if (message.type === 'error') fail(new Error(`realtime error: ${data.toString().slice(0, 300)}`));
+    // The connection's face is named by its track's frames: from the rule's last vote on.
+    const named = message.type === 'results' && ++answered >= IDENTITY_RULE.votes;
+    if (named && !message.faces?.[0]?.visitor_id?.startsWith(`${QUERY_IDENTITY}-`)) fail(new Error(`realtime answer without the expected visitor: ${data.toString().slice(0, 300)}`));
     if (!window.open) return;
     if (message.type === 'results') {
-      if (!message.faces?.[0]?.visitor_id?.startsWith(`${QUERY_IDENTITY}-`)) fail(new Error(`realtime answer without the expected visitor: ${data.toString().slice(0, 300)}`));
       counts.results++;
       counts.latencies.push(message.latency_ms ?? NaN);
     } else if (message.type === 'dropped') {

@@ -36,6 +36,12 @@ const EXPLANATIONS: Record<Target['id'], (r: BenchResults) => string> = {
   },
   on_the_fly: () =>
     'the speed-up is bounded by the cost of one stored image in the on-the-fly design (decode, detect, embed) against the cost of our whole request.',
+  http_overhead: () => 'the HTTP figure adds parsing, base64, the hand-over to an inference worker and the gallery search to the in-process pipeline.',
+  throughput: () => 'one request alone already uses part of the second core (onnxruntime threads, libvips decoding), so more clients gain less than twice.',
+  eight_faces: () => 'the search scores all eight queries in one pass over the codes; what remains grows with the gallery.',
+  reconcile: () => 'stored photos that show no confidently upright face are also searched turned three ways, up to four detections each.',
+  burst: () => 'requests expected to wait beyond the request timeout at the measured service rate are refused at once.',
+  event_loop: () => 'work left on the main thread (JSON, base64, the search hand-over) delays the event loop.',
   opencv: () =>
     'both run the same graph on the same blob, one after the other in this run; a slower onnxruntime figure points at other load on the machine during its turn.',
   rss: (r) => {

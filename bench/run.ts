@@ -1,8 +1,11 @@
-// `npm run bench [-- --quick]`: every benchmark in one run on this machine, section after section:
-// engine stages and OpenCV, then the real service in its own process (HTTP latency, throughput,
-// WebSocket), the guide's on-the-fly design, reconcile, and the gallery grown to 1,000,000 faces.
-// Full run: bench/results/latest.json, bench/results/chart.svg and BENCHMARKS.md (<= 15 min).
-// --quick (CI, <= 2 min): smaller counts, written under bench/results/tmp/ so the published page stays.
+// `npm run bench [-- --quick] [-- --only SECTION,...]`: every benchmark in one run on this machine,
+// section after section: engine stages and OpenCV, then the real service in its own process (HTTP
+// latency with one and eight faces, throughput and the event loop's delay meanwhile, a burst of
+// clients, WebSocket), the guide's on-the-fly design, reconcile, and the gallery grown to
+// 1,000,000 faces. Full run: bench/results/latest.json, bench/results/chart.svg and BENCHMARKS.md
+// (<= 15 min). --quick (CI, <= 2 min): smaller counts, written under bench/results/tmp/ so the
+// published page stays. --only (sections: engine, http, throughput, burst, realtime, on-the-fly,
+// reconcile, sizes): just those, their figures printed and written to bench/results/tmp/only.json.
 // Figures are printed, never asserted; a wrong answer or a crash fails the run.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -12,8 +15,8 @@ import { FaceEngine } from '../src/engine/engine.js';
 import { MODELS_DIR, QUICK, RECOGNIZER, REPO_ROOT, RESULTS_DIR, machine, round2 } from './common.js';
 import { benchEngine, printEngine } from './engine.js';
 import { enrol, growTo, reconcileRate, type SizePoint } from './gallery.js';
-import { expectFaces, expectFeatures, expectQueryVisitor, throughput, timeRequests, type Throughput } from './http.js';
-import { STORED_MAX_SIDE, jpegAt, storedPhotos } from './inputs.js';
+import { burst, expectEightFaces, expectFaces, expectFeatures, expectQueryVisitor, throughput, timeRequests, type Burst, type Throughput } from './http.js';
+import { STORED_MAX_SIDE, eightFaceJpeg, jpegAt, storedPhotos } from './inputs.js';
 import { benchOnTheFly, type OnTheFlyPoint } from './on-the-fly.js';
 import { realtimeRate, type RealtimeRate } from './realtime.js';
 import { headlineTable, writeReport } from './report.js';
@@ -44,6 +47,20 @@ const PLAN = QUICK
 const VISITORS = 100;
 const CONCURRENCY = [1, 4, 16];
 const CONNECTIONS = [1, 4];
+/** The burst: this many clients at once, each sending this many requests and ignoring Retry-After. */
+const BURST = { clients: 64, requestsEach: 5 };
+
+const SECTIONS = ['engine', 'http', 'throughput', 'burst', 'realtime', 'on-the-fly', 'reconcile', 'sizes'] as const;
+type Section = (typeof SECTIONS)[number];
+const ONLY: Section[] | null = (() => {
+  const at = process.argv.indexOf('--only');
+  if (at < 0) return null;
+  const names = (process.argv[at + 1] ?? '').split(',').filter(Boolean);
+  const unknown = names.filter((n) => !(SECTIONS as readonly string[]).includes(n));
+  if (names.length === 0 || unknown.length > 0) throw new Error(`--only takes sections from ${SECTIONS.join(', ')}; got '${process.argv[at + 1] ?? ''}'`);
+  return names as Section[];
+})();
+const wanted = (section: Section) => ONLY === null || ONLY.includes(section);
 
 const runStarted = performance.now();
 
@@ -62,16 +79,30 @@ function bySize<T, V>(items: T[], key: (item: T) => number | string, value: (ite
   return Object.fromEntries(items.map((item) => [String(key(item)), value(item)]));
 }
 
+/** What `measure` returns, and the service's event-loop delay p99 (ms) while it ran. */
+async function withLoopDelay<T>(service: Service, measure: () => Promise<T>): Promise<[T, number]> {
+  await service.eventLoopDelayP99Ms(); // restarts the service's histogram
+  const result = await measure();
+  return [result, round2(await service.eventLoopDelayP99Ms())];
+}
+
 async function main(): Promise<void> {
   const machineAtStart = machine();
-  console.log(`face-recog benchmarks (${QUICK ? 'quick' : 'full'}): ${machineAtStart.cpus} x ${machineAtStart.model}, load average ${machineAtStart.load_average.join(' ')}`);
+  console.log(`face-recog benchmarks (${QUICK ? 'quick' : 'full'}${ONLY ? `, only ${ONLY.join(', ')}` : ''}): ${machineAtStart.cpus} x ${machineAtStart.model}, load average ${machineAtStart.load_average.join(' ')}`);
+  const only: Record<string, unknown> = {};
 
-  section('engine stages and OpenCV DNN (in process)');
-  const engine = await benchEngine();
-  printEngine(engine);
+  let engine: Awaited<ReturnType<typeof benchEngine>> | undefined;
+  if (wanted('engine')) {
+    section('engine stages and OpenCV DNN (in process)');
+    engine = await benchEngine();
+    printEngine(engine);
+    only.engine = engine;
+  }
+  if (ONLY?.length === 1 && ONLY[0] === 'engine') return writeOnly(only);
 
   const query = (await jpegAt(640, 480)).toString('base64');
   const queryBody = JSON.stringify({ image: query });
+  const eightBody = JSON.stringify({ image: (await eightFaceJpeg()).toString('base64') });
   const photos = await storedPhotos(Math.max(VISITORS + PLAN.reconcileImages, ...PLAN.onTheFly.map((p) => p.visitors)));
 
   const dataDir = await mkdtemp(join(tmpdir(), 'face-recog-bench-'));
@@ -82,49 +113,89 @@ async function main(): Promise<void> {
     await enrol(database.db, photos.slice(0, VISITORS), 0);
     const enrolled = await service.waitForImages(VISITORS, 120_000);
     if (enrolled.failed > 0) throw new Error(`${enrolled.failed} of the ${VISITORS} visitor photos yielded no face`);
-
-    section('HTTP latency, 640x480 one-face JPEG');
     const api = (path: string) => `${service.url}/api/v1/${path}`;
-    const detect = await timeRequests(api('detect'), queryBody, PLAN.requests, expectFaces);
-    const extractFeatures = await timeRequests(api('extract-features'), queryBody, PLAN.requests, expectFeatures);
-    const [recognize100, stages100] = await withStageMeans(service, () => timeRequests(api('recognize'), queryBody, PLAN.requests, expectQueryVisitor));
-    const http = { detect, extract_features: extractFeatures, recognize: recognize100, gallery_faces: enrolled.faces };
-    console.table(http);
-    const points: SizePoint[] = [
-      { faces: VISITORS, recognize: recognize100, stagesMs: stages100, memory: service.memory(), synthSeconds: null, loadSeconds: null },
-    ];
 
-    section(`throughput, ${CONCURRENCY.join('/')} clients, ${PLAN.throughputSeconds} s each`);
-    const tp: { detect: Throughput[]; recognize: Throughput[] } = { detect: [], recognize: [] };
-    for (const [endpoint, check] of [['detect', expectFaces], ['recognize', expectQueryVisitor]] as const) {
-      for (const c of CONCURRENCY) tp[endpoint].push(await throughput(api(endpoint), queryBody, c, PLAN.throughputSeconds, check));
+    let http: Omit<BenchResults['http'], 'event_loop_delay_p99_ms'> | undefined;
+    const points: SizePoint[] = [];
+    if (wanted('http') || wanted('sizes')) {
+      section('HTTP latency, 640x480 one-face JPEG and 1280x720 eight-face JPEG');
+      const detect = await timeRequests(api('detect'), queryBody, PLAN.requests, expectFaces);
+      const extractFeatures = await timeRequests(api('extract-features'), queryBody, PLAN.requests, expectFeatures);
+      const [recognize100, stages100] = await withStageMeans(service, () => timeRequests(api('recognize'), queryBody, PLAN.requests, expectQueryVisitor));
+      const eight100 = await timeRequests(api('recognize'), eightBody, PLAN.requests, expectEightFaces);
+      http = { detect, extract_features: extractFeatures, recognize: recognize100, gallery_faces: enrolled.faces };
+      console.table({ ...http, recognize_8faces: eight100 });
+      points.push({ faces: VISITORS, recognize: recognize100, recognize8: eight100, stagesMs: stages100, memory: service.memory(), synthSeconds: null, loadSeconds: null });
+      only.http = http;
+      only.recognize_8faces_100 = eight100;
     }
-    console.table([...tp.detect.map((t) => ({ endpoint: 'detect', ...t })), ...tp.recognize.map((t) => ({ endpoint: 'recognize', ...t }))]);
 
-    section(`WebSocket, ${CONNECTIONS.join('/')} connections streaming 30 frames/s, ${PLAN.realtimeSeconds} s each`);
+    const tp: { detect: Throughput[]; recognize: Throughput[] } = { detect: [], recognize: [] };
+    let loopDelayMs: number | undefined;
+    if (wanted('throughput')) {
+      section(`throughput, ${CONCURRENCY.join('/')} clients, ${PLAN.throughputSeconds} s each; the event loop's delay under 16 recognize clients`);
+      for (const [endpoint, check] of [['detect', expectFaces], ['recognize', expectQueryVisitor]] as const) {
+        for (const c of CONCURRENCY) {
+          const [result, delay] = await withLoopDelay(service, () => throughput(api(endpoint), queryBody, c, PLAN.throughputSeconds, check));
+          tp[endpoint].push(result);
+          if (endpoint === 'recognize' && c === 16) loopDelayMs = delay;
+        }
+      }
+      console.table([...tp.detect.map((t) => ({ endpoint: 'detect', ...t })), ...tp.recognize.map((t) => ({ endpoint: 'recognize', ...t }))]);
+      console.log(`event loop delay p99 under 16 recognize clients: ${loopDelayMs} ms`);
+      only.throughput = tp;
+      only.event_loop_delay_p99_ms = loopDelayMs;
+    }
+
+    let crowd: Burst | undefined;
+    if (wanted('burst')) {
+      section(`burst: ${BURST.clients} clients at once, ${BURST.requestsEach} recognize requests each, Retry-After ignored`);
+      crowd = await burst(api('recognize'), queryBody, BURST.clients, BURST.requestsEach, expectQueryVisitor);
+      console.log(`${crowd.served} of ${crowd.requests} served (${crowd.servedFraction}), ${crowd.refused} refused, in ${crowd.seconds} s`);
+      only.burst = crowd;
+    }
+
     const realtime: RealtimeRate[] = [];
-    for (const c of CONNECTIONS) realtime.push(await realtimeRate(service.wsUrl, query, c, PLAN.realtimeSeconds));
-    console.table(realtime);
+    if (wanted('realtime')) {
+      section(`WebSocket, ${CONNECTIONS.join('/')} connections streaming 30 frames/s, ${PLAN.realtimeSeconds} s each`);
+      for (const c of CONNECTIONS) realtime.push(await realtimeRate(service.wsUrl, query, c, PLAN.realtimeSeconds));
+      console.table(realtime);
+      only.realtime = realtime;
+    }
 
-    section("the guide's on-the-fly design");
-    const guideEngine = await FaceEngine.load({ dir: MODELS_DIR, offline: true, detector: 'yunet-2023mar', recognizer: RECOGNIZER });
-    const onTheFly: OnTheFlyPoint[] = await benchOnTheFly(guideEngine, database.db, photos, queryBody, { sizes: PLAN.onTheFly });
+    let onTheFly: OnTheFlyPoint[] = [];
+    if (wanted('on-the-fly')) {
+      section("the guide's on-the-fly design");
+      const guideEngine = await FaceEngine.load({ dir: MODELS_DIR, offline: true, detector: 'yunet-2023mar', recognizer: RECOGNIZER });
+      onTheFly = await benchOnTheFly(guideEngine, database.db, photos, queryBody, { sizes: PLAN.onTheFly });
+      only.on_the_fly = onTheFly;
+    }
 
-    section(`reconcile: ${PLAN.reconcileImages} new images inserted while the service runs`);
-    const reconcile = await reconcileRate(service, database.db, photos.slice(VISITORS, VISITORS + PLAN.reconcileImages), VISITORS);
-    console.log(`${reconcile.images} images searchable after ${reconcile.seconds} s: ${reconcile.imagesPerS} images/s`);
+    let reconcile: Awaited<ReturnType<typeof reconcileRate>> | undefined;
+    if (wanted('reconcile')) {
+      section(`reconcile: ${PLAN.reconcileImages} new images inserted while the service runs`);
+      reconcile = await reconcileRate(service, database.db, photos.slice(VISITORS, VISITORS + PLAN.reconcileImages), VISITORS);
+      console.log(`${reconcile.images} images searchable after ${reconcile.seconds} s: ${reconcile.imagesPerS} images/s`);
+      only.reconcile = reconcile;
+    }
     await database.close();
 
-    for (const faces of PLAN.sizes) {
-      section(`gallery of ${faces.toLocaleString('en-US')} faces`);
-      const growth = await growTo(service, faces);
-      service = growth.service;
-      console.log(`synth of ${growth.added} faces: ${growth.synthSeconds} s; restart to searchable: ${growth.loadSeconds} s`);
-      const [recognize, stagesMs] = await withStageMeans(service, () => timeRequests(api('recognize'), queryBody, PLAN.requests, expectQueryVisitor));
-      points.push({ faces, recognize, stagesMs, memory: service.memory(), synthSeconds: growth.synthSeconds, loadSeconds: growth.loadSeconds });
-      console.log(`recognize p50 ${recognize.p50} ms, p95 ${recognize.p95} ms; RSS ${points.at(-1)!.memory.rssMb} MB`);
+    if (wanted('sizes')) {
+      for (const faces of PLAN.sizes) {
+        section(`gallery of ${faces.toLocaleString('en-US')} faces`);
+        const growth = await growTo(service, faces);
+        service = growth.service;
+        console.log(`synth of ${growth.added} faces: ${growth.synthSeconds} s; restart to searchable: ${growth.loadSeconds} s`);
+        const [recognize, stagesMs] = await withStageMeans(service, () => timeRequests(api('recognize'), queryBody, PLAN.requests, expectQueryVisitor));
+        const recognize8 = await timeRequests(api('recognize'), eightBody, PLAN.requests, expectEightFaces);
+        points.push({ faces, recognize, recognize8, stagesMs, memory: service.memory(), synthSeconds: growth.synthSeconds, loadSeconds: growth.loadSeconds });
+        console.log(`recognize p50 ${recognize.p50} ms, p95 ${recognize.p95} ms; 8 faces p50 ${recognize8.p50} ms; RSS ${points.at(-1)!.memory.rssMb} MB`);
+      }
+      only.sizes = points;
     }
 
+    if (ONLY) return writeOnly(only);
+    if (!engine || !http || !reconcile || !crowd || loopDelayMs === undefined) throw new Error('a full run measures every section');
     const partial: Omit<BenchResults, 'targets'> = {
       generated_by: `npm run bench${QUICK ? ' -- --quick' : ''}`,
       mode: QUICK ? 'quick' : 'full',
@@ -140,17 +211,19 @@ async function main(): Promise<void> {
         opencv_version: engine.yunet_640x640_blob.opencv,
         detail: engine,
       },
-      http,
+      http: { ...http, event_loop_delay_p99_ms: loopDelayMs },
       throughput_rps: {
         detect: bySize(tp.detect, (t) => `c${t.concurrency}`, (t) => t.rps),
         recognize: bySize(tp.recognize, (t) => `c${t.concurrency}`, (t) => t.rps),
       },
       throughput_detail: tp,
+      burst: { served_fraction: crowd.servedFraction, ...crowd },
       realtime_fps: bySize(realtime, (t) => `c${t.connections}`, (t) => t.resultsPerS),
       realtime_detail: realtime,
       gallery: {
         recognize_p50: bySize(points, (p) => p.faces, (p) => p.recognize.p50),
         recognize_p95: bySize(points, (p) => p.faces, (p) => p.recognize.p95),
+        recognize_8faces_p50: bySize(points, (p) => p.faces, (p) => p.recognize8.p50),
         rss_mb: bySize(points, (p) => p.faces, (p) => p.memory.rssMb),
         peak_rss_mb: bySize(points, (p) => p.faces, (p) => p.memory.peakMb),
         recognize_stage_ms: bySize(points, (p) => p.faces, (p) => p.stagesMs),
@@ -179,6 +252,15 @@ async function main(): Promise<void> {
     await service.stop();
     await rm(dataDir, { recursive: true, force: true });
   }
+}
+
+/** An --only run: its figures, apart from the published results. */
+function writeOnly(measured: Record<string, unknown>): void {
+  const outDir = join(RESULTS_DIR, 'tmp');
+  mkdirSync(outDir, { recursive: true });
+  const path = join(outDir, 'only.json');
+  writeFileSync(path, `${JSON.stringify({ machine: machine(), sections: ONLY, ...measured }, null, 2)}\n`);
+  console.log(`\nwrote ${path}`);
 }
 
 await main();

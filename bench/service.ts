@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { openDatabase, type OpenDatabase } from '../src/gallery/connect.js';
 import { DEFAULT_DATABASE_SCHEMA } from '../src/gallery/service-schema.js';
+import { EVENT_LOOP_RESOLUTION_MS } from '../src/server/metrics.js';
 import { MODELS_DIR, RECOGNIZER, REPO_ROOT } from './common.js';
 
 const SERVER = join(REPO_ROOT, 'dist', 'server', 'main.js');
@@ -89,6 +90,18 @@ export class Service {
       totals[stage][kind as 'sum' | 'count'] += Number(value);
     }
     return totals;
+  }
+
+  /**
+   * The event loop's delay p99 since the previous scrape of /metrics (the histogram restarts at
+   * each one), in ms: the service samples it every EVENT_LOOP_RESOLUTION_MS, and a sample is the
+   * time between two ticks of that timer, so the interval itself is taken off.
+   */
+  async eventLoopDelayP99Ms(): Promise<number> {
+    const text = await (await fetch(`${this.url}/metrics`)).text();
+    const match = /^face_recog_nodejs_eventloop_lag_p99_seconds (\S+)$/m.exec(text);
+    if (!match) throw new Error('/metrics has no face_recog_nodejs_eventloop_lag_p99_seconds');
+    return Math.max(0, Number(match[1]) * 1000 - EVENT_LOOP_RESOLUTION_MS);
   }
 
   /** Starts the service and resolves once /health is 200 (models loaded, database up). */

@@ -1,10 +1,12 @@
 // Configuration from the environment, validated once at start. Every setting is optional; the
 // table in README.md lists them. A bad value stops the process with a message naming the variable.
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
-import { DEFAULT_DETECT_SIZE } from './engine/engine.js';
+import { DEFAULT_DETECT_SIZE, type EngineOptions } from './engine/engine.js';
 import { DEFAULT_IMAGE_LIMITS } from './engine/image.js';
 import { getDetector, getRecognizer } from './engine/models/registry.js';
 import { DEFAULT_DATABASE_SCHEMA, SCHEMA_NAME } from './gallery/service-schema.js';
+import { DEFAULT_EVENT_COOLDOWN_S } from './server/tracking/events.js';
 
 export interface Config {
   host: string;
@@ -28,13 +30,15 @@ export interface Config {
     maxFaces: number;
   };
   inference: {
-    /** Pipelines (decode, detect, embed) run at once. */
+    /** Inference worker threads, each with its own model sessions. */
+    workers: number;
+    /** Pipelines (decode, detect, embed) run at once, over all workers. */
     concurrency: number;
-    /** Requests waiting beyond the running ones; more get 429. */
+    /** Requests allowed to wait, whatever their expected wait (a bound on the payloads held); more get 503. */
     maxQueue: number;
-    /** A request still waiting or running after this gets 503. */
+    /** A request still waiting or running after this gets 503; one not expected to finish within it is refused at once. */
     timeoutMs: number;
-    /** onnxruntime intra-op threads per inference; 0: one per core. */
+    /** onnxruntime intra-op threads for an image run alone (beside others: one each); 0: one per core. */
     intraOpThreads: number;
   };
   auth: { apiKeys: string[] };
@@ -43,6 +47,12 @@ export interface Config {
   /** Origins allowed by CORS; empty: CORS closed. */
   corsOrigins: string[];
   ws: { maxMessageBytes: number; heartbeatMs: number; maxConnections: number };
+  events: {
+    /** A visitor seen again on a camera raises "arrived" again only after this long out of its view. */
+    cooldownS: number;
+    /** Where events are POSTed, signed with the secret; null: no webhook. */
+    webhook: { url: string; secret: string } | null;
+  };
   gallery: {
     /** How often the visitor tables are checked for changes. */
     pollMs: number;
@@ -111,6 +121,44 @@ function model<T>(name: string, value: string, lookup: (n: string) => T): string
   return value;
 }
 
+function webhook(env: Env): { url: string; secret: string } | null {
+  const url = read(env, 'WEBHOOK_URL');
+  if (url === undefined) return null;
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new ConfigError(`WEBHOOK_URL=${url} is not a URL; expected http(s)://host/path`);
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+    throw new ConfigError(`WEBHOOK_URL uses ${parsed.protocol}; expected an http:// or https:// URL`);
+  }
+  const secret = read(env, 'WEBHOOK_SECRET');
+  // Unsigned events would let anyone who finds the receiver announce visitors.
+  if (secret === undefined) throw new ConfigError('WEBHOOK_URL is set but WEBHOOK_SECRET is not: events are signed with it; set a long random secret');
+  return { url, secret };
+}
+
+/** Chosen by measurement on 2 cores (bench/workers.ts; README, "Inference off the event loop"). */
+const INFERENCE_DEFAULTS = {
+  /** One worker per core. */
+  workers: availableParallelism(),
+  /** Pipelines per worker: one decodes while another's inference runs. */
+  tasksPerWorker: 2,
+  intraOpThreads: 2,
+};
+
+function inferenceConfig(env: Env): Config['inference'] {
+  const workers = number(env, 'INFERENCE_WORKERS', INFERENCE_DEFAULTS.workers, { min: 1, max: 64, integer: true });
+  return {
+    workers,
+    concurrency: number(env, 'INFERENCE_CONCURRENCY', workers * INFERENCE_DEFAULTS.tasksPerWorker, { min: 1, max: 256, integer: true }),
+    maxQueue: number(env, 'INFERENCE_QUEUE', 256, { min: 0, max: 10_000, integer: true }),
+    timeoutMs: number(env, 'REQUEST_TIMEOUT_MS', 10_000, { min: 100, integer: true }),
+    intraOpThreads: number(env, 'ORT_THREADS', INFERENCE_DEFAULTS.intraOpThreads, { min: 0, max: 256, integer: true }),
+  };
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const detector = model('DETECTOR', read(env, 'DETECTOR') ?? 'yunet-2023mar', getDetector);
   const recognizer = model('RECOGNIZER', read(env, 'RECOGNIZER') ?? 'sface-2021dec', getRecognizer);
@@ -142,12 +190,7 @@ export function loadConfig(env: Env = process.env): Config {
       maxImagePixels: number(env, 'MAX_IMAGE_PIXELS', DEFAULT_IMAGE_LIMITS.maxPixels, { min: 1, integer: true }),
       maxFaces: number(env, 'MAX_FACES', 20, { min: 1, max: 1000, integer: true }),
     },
-    inference: {
-      concurrency: number(env, 'INFERENCE_CONCURRENCY', 1, { min: 1, max: 64, integer: true }),
-      maxQueue: number(env, 'INFERENCE_QUEUE', 32, { min: 0, max: 10_000, integer: true }),
-      timeoutMs: number(env, 'REQUEST_TIMEOUT_MS', 10_000, { min: 100, integer: true }),
-      intraOpThreads: number(env, 'ORT_THREADS', 0, { min: 0, max: 256, integer: true }),
-    },
+    inference: inferenceConfig(env),
     auth: { apiKeys: list(env, 'API_KEYS') },
     rateLimitPerMinute: number(env, 'RATE_LIMIT_PER_MINUTE', 0, { min: 0, integer: true }),
     corsOrigins: list(env, 'CORS_ORIGINS'),
@@ -156,10 +199,27 @@ export function loadConfig(env: Env = process.env): Config {
       heartbeatMs: number(env, 'WS_HEARTBEAT_MS', 30_000, { min: 1000, integer: true }),
       maxConnections: number(env, 'WS_MAX_CONNECTIONS', 256, { min: 1, integer: true }),
     },
+    events: {
+      cooldownS: number(env, 'EVENT_COOLDOWN_S', DEFAULT_EVENT_COOLDOWN_S, { min: 0 }),
+      webhook: webhook(env),
+    },
     gallery: {
       pollMs: number(env, 'GALLERY_POLL_MS', 500, { min: 50, integer: true }),
       batchSize: number(env, 'GALLERY_BATCH', 16, { min: 1, max: 1000, integer: true }),
       concurrency: number(env, 'GALLERY_CONCURRENCY', 4, { min: 1, max: 64, integer: true }),
     },
+  };
+}
+
+/** The models and their settings as the configuration names them: what FaceEngine.load (and FaceDetector.load) takes. */
+export function engineOptions(config: Config): EngineOptions {
+  return {
+    dir: config.models.dir,
+    offline: config.models.offline,
+    mirror: config.models.mirror ?? undefined,
+    detector: config.models.detector,
+    recognizer: config.models.recognizer,
+    detect: config.detect,
+    intraOpThreads: config.inference.intraOpThreads,
   };
 }

@@ -41,3 +41,8 @@ export class FaceRecogError extends Error {
 export function isFaceRecogError(e: unknown): e is FaceRecogError {
   return e instanceof FaceRecogError;
 }
+
+/** A request's deadline passed (while it waited, or between two stages of its work). */
+export function deadlinePassed(): FaceRecogError {
+  return new FaceRecogError('timeout', 'the request did not finish within its deadline; the service is busy, retry later', { retryAfterS: 1 });
+}

@@ -35,10 +35,18 @@ export interface SoakOptions {
 
 // Answers the service is designed to give under load: they are expected, never counted as faults.
 const DESIGNED_LOAD_ANSWERS = ['503 overloaded', '503 timeout'];
-const RATE_LIMIT_PER_MINUTE = 1200;
+// Low enough that the noisy client passes it within the 30-second soak even when the service's
+// workers keep both cores busy and the client's own process gets little CPU (about 23 requests/s
+// measured so, 1,057 in 45 s).
+const RATE_LIMIT_PER_MINUTE = 600;
 const FIRST_BURST_S = 5;
 const BURST_EVERY_S = 20;
 const BURST_SIZE = 48;
+/**
+ * The service admits requests while they can finish within the request timeout, so a burst of 48
+ * alone would be served; a queue bound below the burst makes it one the service must refuse.
+ */
+const SOAK_QUEUE = 32;
 const NOISY_EVERY_MS = 10;
 const FRAME_EVERY_MS = 150;
 const RSS_FLAT_LIMIT = 0.1;
@@ -91,6 +99,22 @@ const expectStatus = (want: number, code?: string) => (status: number, body: any
 
 function recognizedIds(body: any): (string | null)[] {
   return ((body.faces ?? []) as { visitor_id: string | null }[]).map((face) => face.visitor_id);
+}
+
+/**
+ * A realtime face is named once its track's frames say so: each face is its expected visitor or
+ * not named yet, never anyone else.
+ */
+function noneMisnamed(got: (string | null)[], want: (string | null)[]): boolean {
+  if (got.length !== want.length) return false;
+  const left = [...want];
+  for (const id of got) {
+    if (id === null) continue;
+    const at = left.indexOf(id);
+    if (at < 0) return false;
+    left.splice(at, 1);
+  }
+  return true;
 }
 
 function sameVisitors(got: (string | null)[], want: (string | null)[]): boolean {
@@ -225,13 +249,15 @@ async function camera(url: string, key: string, end: AbortSignal, tally: Tally):
   };
   socket.on('message', (data) => {
     const message = JSON.parse(data.toString());
+    // A visitor's arrival is not the answer to a frame; its frame's results follow.
+    if (message.type === 'event') return;
     if (message.type === 'dropped') {
       for (const id of message.ids as number[]) answer(id, { outcome: 'dropped', problem: null });
       return;
     }
     const expected = sentAt.get(message.id)?.visitors;
     if (message.type === 'results') {
-      const ok = expected !== 'junk' && expected !== undefined && sameVisitors(recognizedIds(message), expected);
+      const ok = expected !== 'junk' && expected !== undefined && noneMisnamed(recognizedIds(message), expected);
       answer(message.id, { outcome: 'results', problem: ok ? null : `expected ${JSON.stringify(expected)}` });
     } else {
       const outcome = `error ${message.code}`;
@@ -448,6 +474,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     DATA_DIR: dataDir,
     API_KEYS: keys.join(','),
     RATE_LIMIT_PER_MINUTE: String(RATE_LIMIT_PER_MINUTE),
+    INFERENCE_QUEUE: String(SOAK_QUEUE),
     LOG_LEVEL: 'warn',
     GALLERY_POLL_MS: '500',
     ...options.serviceEnv,
@@ -534,7 +561,7 @@ export function renderMarkdown(report: SoakReport, title: string): string {
     `# ${title}`,
     '',
     `Run ${report.startedAt} on commit ${report.code ?? '(not recorded)'} by \`npm run soak\` (tools/soak.ts): ${options.durationS} s, warm-up ${options.warmupS} s, ${options.httpWorkers} HTTP workers, ${options.wsClients} WebSocket cameras (a frame every ${FRAME_EVERY_MS} ms, every tenth junk), a burst of ${BURST_SIZE} recognize requests at ${FIRST_BURST_S} s and then every ${BURST_EVERY_S} s, one client over its rate limit (RATE_LIMIT_PER_MINUTE=${RATE_LIMIT_PER_MINUTE}).`,
-    `The service ran as \`npm start\` does, in its own process, with the embedded PostgreSQL and ${VISITORS.length} enrolled visitors; defaults otherwise (INFERENCE_CONCURRENCY=1, INFERENCE_QUEUE=32, REQUEST_TIMEOUT_MS=10000)${
+    `The service ran as \`npm start\` does, in its own process, with the embedded PostgreSQL and ${VISITORS.length} enrolled visitors; INFERENCE_QUEUE=${SOAK_QUEUE}, defaults otherwise (REQUEST_TIMEOUT_MS=10000)${
       Object.keys(options.serviceEnv ?? {}).length ? `, and ${Object.entries(options.serviceEnv ?? {}).map(([k, v]) => `${k}=${v}`).join(' ')} in its environment` : ''
     }.`,
     'Every answer was checked: status and code, and for 200s the content (recognised visitors, face counts, match or not). 503 overloaded / timeout (with Retry-After) and 429 for the client over its limit are the designed answers to overload.',

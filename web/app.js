@@ -35,6 +35,7 @@ const live = setupLive(
     video: byId('live-video'),
     overlay: byId('live-overlay'),
     labels: byId('live-labels'),
+    arrivals: byId('live-arrivals'),
     fps: byId('live-fps'),
     latency: byId('live-latency'),
     serviceLatency: byId('live-service-latency'),

@@ -1,6 +1,6 @@
 // Faces over a picture: boxes and landmarks on a canvas, and for each face a text label (visitor id
-// and similarity) positioned over it in HTML, so that it stays sharp, readable by screen readers,
-// and checkable from the page's DOM.
+// and similarity, and on the live camera its track id) positioned over it in HTML, so that it stays
+// sharp, readable by screen readers, and checkable from the page's DOM.
 
 const MATCH = '#16a34a';
 const UNKNOWN = '#f59e0b';
@@ -44,7 +44,17 @@ export function renderFaces({ canvas, labels, faces, width, height, background }
     ...faces.map((face, index) => {
       const label = document.createElement('span');
       label.className = 'face-label';
-      label.textContent = describeFace(face);
+      const who = document.createElement('span');
+      who.className = 'who';
+      who.textContent = describeFace(face);
+      label.append(who);
+      if (face.track_id) {
+        const track = document.createElement('span');
+        track.className = 'track';
+        track.textContent = `track ${face.track_id}`;
+        label.append(track);
+        label.dataset.trackId = face.track_id;
+      }
       placeLabel(label, face.bbox, width, height);
       label.dataset.index = String(index);
       label.dataset.box = face.bbox.join(',');

@@ -1,5 +1,6 @@
 // The camera through /ws/realtime: frames are captured at a steady rate and handed to the realtime
-// helper, which keeps one in flight and only the newest waiting; each answer is drawn over the video.
+// helper, which keeps one in flight and only the newest waiting; each answer is drawn over the video
+// (each face with its track id), and each visitor's arrival is listed beside it, newest first.
 import { clearFaces, renderFaces } from './draw.js';
 
 const CAPTURE_FPS = 10;
@@ -7,9 +8,26 @@ const CAPTURE_FPS = 10;
 const CAPTURE_MAX_WIDTH = 640;
 const JPEG_QUALITY = 0.8;
 const FPS_WINDOW_MS = 2000;
+const ARRIVALS_KEPT = 50;
+
+/** One arrival event as a list item: who, when, how sure, on which track. */
+function arrivalItem(event) {
+  const item = document.createElement('li');
+  item.dataset.visitorId = event.visitor_id;
+  item.dataset.trackId = event.track_id;
+  const who = document.createElement('strong');
+  who.textContent = event.visitor_id;
+  const when = document.createElement('time');
+  when.dateTime = event.at;
+  when.textContent = new Date(event.at).toLocaleTimeString();
+  const details = document.createElement('span');
+  details.append(when, ` · ${event.confidence.toFixed(2)} · track ${event.track_id}`);
+  item.append(who, details);
+  return item;
+}
 
 export function setupLive(elements, getClient) {
-  const { section, start, stop, connection, video, overlay, labels, fps, latency, serviceLatency, firstName, error } = elements;
+  const { section, start, stop, connection, video, overlay, labels, arrivals, fps, latency, serviceLatency, firstName, error } = elements;
   const capture = document.createElement('canvas');
   let stream = null;
   let realtime = null;
@@ -60,6 +78,10 @@ export function setupLive(elements, getClient) {
       showError('');
     });
     realtime.on('results', showResults);
+    realtime.on('event', (event) => {
+      arrivals.prepend(arrivalItem(event));
+      while (arrivals.children.length > ARRIVALS_KEPT) arrivals.lastElementChild.remove();
+    });
     realtime.on('close', ({ reconnectInMs }) => {
       if (reconnectInMs === null) setConnection('off', '');
       else setConnection(`reconnecting in ${(reconnectInMs / 1000).toFixed(1)} s`, 'waiting');

@@ -1,10 +1,11 @@
 // The engine: a detector and a recognizer loaded once, shared by every caller.
 // It knows images and faces, nothing of HTTP or SQL.
 import { alignToTemplate } from './align.js';
+import { analyzeImage, enrolImage, type AnalyzeOptions, type EnrolmentAnalysis, type ImageAnalysis, type InferenceEngine, type RecognizerInfo } from './analysis.js';
 import type { DetectOptions, Face, YuNetDetector } from './detect.js';
 import { FaceEmbedder } from './embed.js';
 import { FaceDetector, type DetectorLoadOptions, type DetectRequest } from './face-detector.js';
-import type { RgbImage } from './image.js';
+import type { ImageLimits, RgbImage } from './image.js';
 import { getRecognizer } from './models/registry.js';
 import { createSession } from './models/session.js';
 import { ensureModel } from './models/store.js';
@@ -21,7 +22,8 @@ export interface FaceWithEmbedding extends Face {
   embedding: Float32Array;
 }
 
-export class FaceEngine {
+/** The models in this thread (the CLI, benchmarks, tests; each inference worker holds one). */
+export class FaceEngine implements InferenceEngine {
   readonly detection: FaceDetector;
   readonly embedder: FaceEmbedder;
 
@@ -48,8 +50,12 @@ export class FaceEngine {
     return this.detection.defaults;
   }
 
+  get detectorName(): string {
+    return this.detection.yunet.manifest.name;
+  }
+
   /** The recognizer's name, dimension and default match threshold. */
-  get recognizer(): { name: string; dimension: number; defaultThreshold: number } {
+  get recognizer(): RecognizerInfo {
     const m = this.embedder.manifest;
     return { name: m.name, dimension: m.dimension, defaultThreshold: m.defaultThreshold };
   }
@@ -74,5 +80,13 @@ export class FaceEngine {
     const faces = (await this.detect(image, request)).slice(0, maxFaces);
     const embeddings = await this.embedFaces(image, faces);
     return faces.map((face, i) => ({ ...face, embedding: embeddings[i] }));
+  }
+
+  analyzeImage(bytes: Uint8Array, options: AnalyzeOptions): Promise<ImageAnalysis> {
+    return analyzeImage(this, bytes, options);
+  }
+
+  enrolImage(bytes: Uint8Array, limits: ImageLimits): Promise<EnrolmentAnalysis> {
+    return enrolImage(this, bytes, limits);
   }
 }

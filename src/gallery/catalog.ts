@@ -2,6 +2,7 @@
 // visitor tables), and the searchable faces among them (by feature id, the vector index's key).
 import type { CachedFeature } from './feature-cache.js';
 import { SOURCE_TABLES, type SourceRow, type SourceTable } from './sources.js';
+import type { TimeLimit } from './time-limit.js';
 import type { Hit, VectorIndex } from './vector-index.js';
 
 export interface Face {
@@ -112,9 +113,9 @@ export class Catalog {
     return this.bySlot.get(table)!;
   }
 
-  /** The k nearest searchable faces per query. */
-  async nearest(queries: Float32Array[], k: number): Promise<{ face: Face; similarity: number }[][]> {
-    const hits = await this.index.search(queries, k);
+  /** The k nearest searchable faces per query, within `limit` when given. */
+  async nearest(queries: Float32Array[], k: number, limit?: TimeLimit): Promise<{ face: Face; similarity: number }[][]> {
+    const hits = await this.index.search(queries, k, limit);
     return hits.map((list) => list.flatMap((h: Hit) => {
       const face = this.byFeature.get(h.key);
       return face?.searchable ? [{ face, similarity: h.similarity }] : [];

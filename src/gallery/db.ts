@@ -5,6 +5,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import { FaceRecogError } from '../errors.js';
 import { DEFAULT_DATABASE_SCHEMA, ServiceSchema } from './service-schema.js';
+import { limitExceeded, timeLeft, type TimeLimit } from './time-limit.js';
 
 /** Seconds a client is told to wait after the database could not be reached. */
 export const DATABASE_RETRY_AFTER_S = 5;
@@ -21,6 +22,9 @@ const UNAVAILABLE_CLASSES = new Set(['08', '28', '3D', '53', '57']);
 // which it notices by itself; /health names the grant.
 const INSUFFICIENT_PRIVILEGE = '42501';
 const SQLSTATE = /^[0-9A-Z]{5}$/;
+// What statement_timeout cancels a statement with (query_canceled).
+const QUERY_CANCELED = '57014';
+const BOUNDED_STAGE = 'waiting for the visitor database';
 
 export type Row = Record<string, unknown>;
 
@@ -144,16 +148,54 @@ export class Database implements Queryable {
 
   /** Runs `work` in one transaction on one connection; rolls back if it throws. */
   async transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T> {
-    let client: pg.PoolClient;
-    try {
-      client = await this.pool.connect();
-    } catch (error) {
+    return this.inTransaction(await this.connect(), () => 'BEGIN', work);
+  }
+
+  /**
+   * Runs `work` in one read-only transaction bounded by `limit`: the wait for a pooled connection
+   * and every statement (lock waits included, through statement_timeout) end when it passes,
+   * with FaceRecogError('timeout'). A statement is given the time left when the transaction began.
+   */
+  async readWithin<T>(limit: TimeLimit, work: (tx: Queryable) => Promise<T>): Promise<T> {
+    const client = await this.connect(limit);
+    // One round trip opens the transaction and sets its limit.
+    const begin = () => `BEGIN READ ONLY; SET LOCAL statement_timeout = ${timeLeft(limit, BOUNDED_STAGE)}`;
+    return this.inTransaction(client, begin, (tx) =>
+      work({
+        query: <R extends object = Row>(sql: string, values?: unknown[]) =>
+          tx.query<R>(sql, values).catch((error: unknown) => {
+            throw sqlState(error) === QUERY_CANCELED ? limitExceeded(BOUNDED_STAGE) : error;
+          }),
+      }),
+    );
+  }
+
+  /** A pooled connection; with a `limit`, waited for no longer than it. */
+  private async connect(limit?: TimeLimit): Promise<pg.PoolClient> {
+    const connecting = this.pool.connect().catch((error: unknown) => {
       throw databaseError(error);
+    });
+    if (!limit) return connecting;
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(limitExceeded(BOUNDED_STAGE)), timeLeft(limit, BOUNDED_STAGE));
+    });
+    try {
+      return await Promise.race([connecting, expired]);
+    } catch (error) {
+      // Out of time while waiting: the connection, once there, goes back to the pool unused.
+      connecting.then((client) => client.release(), () => undefined);
+      throw error;
+    } finally {
+      clearTimeout(timer);
     }
+  }
+
+  private async inTransaction<T>(client: pg.PoolClient, begin: () => string, work: (tx: Queryable) => Promise<T>): Promise<T> {
     const tx: Queryable = { query: (sql, values) => run(client, sql, values) };
     let failure: unknown;
     try {
-      await tx.query('BEGIN');
+      await tx.query(begin());
       const result = await work(tx);
       await tx.query('COMMIT');
       return result;

@@ -9,12 +9,13 @@ import type { Logger } from 'pino';
 import { FaceRecogError } from '../errors.js';
 import { Catalog, type Face } from './catalog.js';
 import { openDatabase, type OpenDatabase } from './connect.js';
-import { DATABASE_RETRY_AFTER_S, redactUrl, sqlState, type Database } from './db.js';
+import { DATABASE_RETRY_AFTER_S, redactUrl, sqlState, type Database, type Queryable } from './db.js';
 import { FeatureCache } from './feature-cache.js';
 import { listImages, type ImagePage, type ImageQuery } from './images.js';
 import { describeProblem } from './problems.js';
 import { existingRowVersions, rowVersionKey, type Source, type SourceRow } from './sources.js';
 import { GallerySync } from './sync.js';
+import type { TimeLimit } from './time-limit.js';
 import type { Extractor, Gallery, GalleryStatus, Match } from './types.js';
 import { VectorIndex } from './vector-index.js';
 
@@ -46,6 +47,11 @@ const DEEPER = 4;
 
 type Connection = NonNullable<GallerySync['connection']>;
 
+/** `work` on the database, within `limit` when there is one. */
+function read<T>(db: Database, limit: TimeLimit | undefined, work: (db: Queryable) => Promise<T>): Promise<T> {
+  return limit ? db.readWithin(limit, work) : work(db);
+}
+
 class PostgresGallery implements GalleryHandle {
   readonly ready: Promise<void>;
 
@@ -67,13 +73,13 @@ class PostgresGallery implements GalleryHandle {
     throw new FaceRecogError('gallery_unavailable', `the visitor gallery is unavailable: ${why}`, { retryAfterS: DATABASE_RETRY_AFTER_S });
   }
 
-  async search(queries: Float32Array[]): Promise<(Match | null)[]> {
+  async search(queries: Float32Array[], limit?: TimeLimit): Promise<(Match | null)[]> {
     const connection = this.usable();
     const results: (Match | null)[] = queries.map(() => null);
     let open = queries.map((_, i) => i);
     for (let k = FIRST_CANDIDATES; open.length > 0 && this.catalog.faces > 0; k *= DEEPER) {
-      const candidates = await this.catalog.nearest(open.map((i) => queries[i]), k);
-      const alive = await this.confirm(connection, candidates.flat().map((c) => c.face));
+      const candidates = await this.catalog.nearest(open.map((i) => queries[i]), k, limit);
+      const alive = await this.confirm(connection, candidates.flat().map((c) => c.face), limit);
       let staleSeen = false;
       open = open.filter((query, j) => {
         const best = candidates[j].find((c) => alive.has(c.face));
@@ -88,10 +94,10 @@ class PostgresGallery implements GalleryHandle {
   }
 
   /** The faces whose stored image is still there, unchanged, now. */
-  private async confirm(connection: Connection, faces: Face[]): Promise<Set<Face>> {
+  private async confirm(connection: Connection, faces: Face[], limit: TimeLimit | undefined): Promise<Set<Face>> {
     const unique = [...new Set(faces)];
     try {
-      const versions = await this.existingVersions(connection, unique.map((f) => f.source));
+      const versions = await this.existingVersions(connection, unique.map((f) => f.source), limit);
       return new Set(unique.filter((f) => versions.has(rowVersionKey(f.source))));
     } catch (error) {
       if (error instanceof FaceRecogError && error.code === 'gallery_unavailable') this.sync.markDown(error);
@@ -99,16 +105,22 @@ class PostgresGallery implements GalleryHandle {
     }
   }
 
-  private async existingVersions(connection: Connection, rows: SourceRow[]): Promise<Set<string>> {
+  private async existingVersions(connection: Connection, rows: SourceRow[], limit: TimeLimit | undefined): Promise<Set<string>> {
+    if (rows.length === 0) return new Set();
     try {
-      return await existingRowVersions(connection.db, connection.sources, rows);
+      return await read(connection.db, limit, (db) => existingRowVersions(db, connection.sources, rows));
     } catch (error) {
       if (!['42P01', '42703'].includes(sqlState(error) ?? '')) throw error;
       // A visitor table was dropped or altered since the sync last looked: check table by table,
-      // counting the rows of a table that cannot be read as gone.
+      // counting the rows of a table that cannot be read as gone (but not a table out of time).
       this.sync.wake(true);
       const perTable = await Promise.all(
-        connection.sources.map((source: Source) => existingRowVersions(connection.db, [source], rows).catch(() => new Set<string>())),
+        connection.sources.map((source: Source) =>
+          read(connection.db, limit, (db) => existingRowVersions(db, [source], rows)).catch((failure: unknown) => {
+            if (failure instanceof FaceRecogError && failure.code === 'timeout') throw failure;
+            return new Set<string>();
+          }),
+        ),
       );
       return new Set(perTable.flatMap((s) => [...s]));
     }

@@ -1,6 +1,7 @@
 // What the gallery offers the server, and what it needs from it. The gallery never loads models:
 // the server hands it an Extractor built on the engine.
 import type { ImagePage, ImageQuery } from './images.js';
+import type { TimeLimit } from './time-limit.js';
 
 /** Why a stored image is not (or not cleanly) enrolled; the values of /api/v1/gallery/images `reason`. */
 export type ImageReason = 'invalid_image' | 'no_face' | 'several_faces' | 'face_too_small' | 'unsupported_column';
@@ -80,9 +81,11 @@ export interface Gallery {
   /**
    * For each query embedding, the best visitor whose stored image is still present and unchanged
    * in the database at the time of the call, or null when the gallery is empty. No threshold is
-   * applied here. Throws FaceRecogError('gallery_unavailable') when the database cannot confirm.
+   * applied here. Throws FaceRecogError('gallery_unavailable') when the database cannot confirm,
+   * and FaceRecogError('timeout') once `limit` (the request's deadline) has passed: the index
+   * search and the database's confirmation both run within it.
    */
-  search(queries: Float32Array[]): Promise<(Match | null)[]>;
+  search(queries: Float32Array[], limit?: TimeLimit): Promise<(Match | null)[]>;
   /** What became of each stored image (GET /api/v1/gallery/images), one page at a time. */
   images(query: ImageQuery): Promise<ImagePage>;
   status(): GalleryStatus;

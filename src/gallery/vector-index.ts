@@ -36,6 +36,7 @@ import {
   type SearchJob,
   type ShareCandidates,
 } from './dot-kernel.js';
+import { timeLeft, type TimeLimit } from './time-limit.js';
 
 export interface Hit {
   key: number;
@@ -324,8 +325,11 @@ export class VectorIndex {
     });
   }
 
-  /** For each query, the k most similar entries, best first (fewer when the index holds fewer). */
-  search(queries: Float32Array[], k: number): Promise<Hit[][]> {
+  /**
+   * For each query, the k most similar entries, best first (fewer when the index holds fewer).
+   * With a `limit`, each kernel run gets the time left of it, and none starts once it has passed.
+   */
+  search(queries: Float32Array[], k: number, limit?: TimeLimit): Promise<Hit[][]> {
     for (const q of queries) this.checkDimension(q);
     return this.gate.read(async () => {
       if (queries.length === 0 || this.size === 0 || k < 1) return queries.map(() => []);
@@ -333,7 +337,7 @@ export class VectorIndex {
       const batch = new QueryBatch(this.kernel, this.stride, queries);
       try {
         const places = Math.max(k * CANDIDATE_FACTOR, MIN_CANDIDATES);
-        const kept = await this.scan(blocks, batch, places, () => new Float32Array(batch.count).fill(-Infinity));
+        const kept = await this.scan(blocks, batch, places, () => new Float32Array(batch.count).fill(-Infinity), limit);
         const floors = queries.map((_, q) => this.floors(blocks, batch, kept, q, k));
         // Blocks where a worker left out rows that may be among the k best, for some query: scanned
         // again, keeping every row above its floor (for those queries only).
@@ -346,6 +350,7 @@ export class VectorIndex {
           batch,
           this.kernel.rowsPerShare(Math.max(0, ...again.map(({ b }) => blocks[b].size))),
           (i) => Float32Array.from({ length: batch.count }, (_, q) => (again[i].short[q] ? float32AtMost(floors[q][again[i].b]) : Infinity)),
+          limit,
         );
         again.forEach(({ b, short }, i) => short.forEach((isShort, q) => isShort && (kept[b][q] = rescanned[i][q])));
         return queries.map((query, q) => this.exactBest(blocks, kept, floors[q], q, query, k));
@@ -359,8 +364,15 @@ export class VectorIndex {
    * Runs the kernel over `blocks` for every query of `batch`, each worker keeping `places` rows
    * per block and query above `floorsOf(block)`; returns them per block, query and worker.
    */
-  private async scan(blocks: Block[], batch: QueryBatch, places: number, floorsOf: (b: number) => Float32Array): Promise<ShareCandidates[][][]> {
+  private async scan(
+    blocks: Block[],
+    batch: QueryBatch,
+    places: number,
+    floorsOf: (b: number) => Float32Array,
+    limit: TimeLimit | undefined,
+  ): Promise<ShareCandidates[][][]> {
     if (blocks.length === 0) return [];
+    const timeoutMs = limit && timeLeft(limit, 'searching the gallery');
     const bytes = this.kernel.candidateBytes(batch.count, places);
     const region = this.kernel.allocate(bytes * blocks.length);
     try {
@@ -376,7 +388,7 @@ export class VectorIndex {
         places,
         candidates: region + b * bytes,
       }));
-      await this.kernel.run(jobs);
+      await this.kernel.run(jobs, { timeoutMs });
       return jobs.map((job) =>
         Array.from({ length: batch.count }, (_, q) =>
           this.kernel.candidatesOf(job, q).map((c) => ({ ...c, rows: c.rows.slice(), scores: c.scores.slice() })),

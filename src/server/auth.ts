@@ -2,6 +2,7 @@
 // /docs and /openapi.json stay open so that probes and people can find their way.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
 import { FaceRecogError } from '../errors.js';
 import { sendError } from './error-handler.js';
 
@@ -72,17 +73,27 @@ export function requiresKey(request: FastifyRequest): boolean {
   return PROTECTED.test(answeringPath(request)) || PROTECTED.test(request.url);
 }
 
-export function installAuth(app: FastifyInstance, keys: ApiKeys): void {
-  app.decorateRequest('apiKeyId', null);
-  if (!keys.enabled) return;
-  app.addHook('onRequest', async (request, reply) => {
-    if (!requiresKey(request)) return;
-    request.apiKeyId = keys.identify(presentedKey(request));
-    if (request.apiKeyId !== null) return;
-    reply.header('www-authenticate', 'Bearer realm="face-recog"');
-    const message = presentedKey(request) === undefined
-      ? 'an API key is required: send Authorization: Bearer <key> or X-API-Key: <key>'
-      : 'the API key is not valid';
-    return sendError(reply, new FaceRecogError('unauthorized', message));
-  });
-}
+export const auth = fp(
+  async (app: FastifyInstance, { apiKeys }: { apiKeys: readonly string[] }) => {
+    const keys = new ApiKeys(apiKeys);
+    app.decorateRequest('apiKeyId', null);
+    if (!keys.enabled) return;
+    app.addHook('onRequest', async (request, reply) => {
+      if (!requiresKey(request)) return;
+      request.apiKeyId = keys.identify(presentedKey(request));
+      if (request.apiKeyId !== null) return;
+      reply.header('www-authenticate', 'Bearer realm="face-recog"');
+      const message = presentedKey(request) === undefined
+        ? 'an API key is required: send Authorization: Bearer <key> or X-API-Key: <key>'
+        : 'the API key is not valid';
+      return sendError(reply, new FaceRecogError('unauthorized', message));
+    });
+  },
+  {
+    name: 'face-recog-auth',
+    fastify: '5.x',
+    // Their hooks run first: CORS answers preflights (no credentials), and @fastify/websocket marks
+    // upgrade requests, so that the socket of a refused handshake is closed, not left open.
+    dependencies: ['face-recog-cors', '@fastify/websocket'],
+  },
+);

@@ -1,6 +1,9 @@
-// The one place errors become answers: `{ error: { code, message } }` with the code's status and,
-// for overload and unavailability, Retry-After. Nothing of a stack or a request body leaves here.
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+// The one place errors become answers. `contractError` decides what any error means to a client
+// (a code, its status, a message, for overload and unavailability a retry hint), for HTTP and the
+// WebSocket alike; over HTTP that is `{ error: { code, message } }` with the code's status and
+// Retry-After. Nothing of a stack or a request body leaves here.
+import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
 import { ERROR_STATUS, FaceRecogError, type ErrorCode } from '../errors.js';
 
 export function errorBody(code: ErrorCode, message: string): { error: { code: ErrorCode; message: string } } {
@@ -22,9 +25,11 @@ function validationMessage(error: FastifyError): string {
   return error.message.replace(/^body\//, '').replace(/^body /, 'request body ');
 }
 
+const internal = (): FaceRecogError => new FaceRecogError('internal', 'internal error; the service logged the details');
+
 /** Fastify's own errors (parsing, limits) as contract errors; their messages are fixed strings. */
-function fromFastifyError(error: FastifyError): FaceRecogError {
-  if (error.validation) return new FaceRecogError('invalid_request', validationMessage(error));
+function fromFastifyError(error: Partial<FastifyError>): FaceRecogError {
+  if (error.validation) return new FaceRecogError('invalid_request', validationMessage(error as FastifyError));
   switch (error.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new FaceRecogError('payload_too_large', 'request body is larger than this endpoint accepts (see MAX_IMAGE_BYTES)');
@@ -38,37 +43,47 @@ function fromFastifyError(error: FastifyError): FaceRecogError {
       return new FaceRecogError('invalid_request', 'the request URL is not valid (a malformed %-escape)');
   }
   const status = error.statusCode ?? 500;
-  if (status === 413) return new FaceRecogError('payload_too_large', error.message);
-  if (status === 404) return new FaceRecogError('not_found', error.message);
-  if (status >= 400 && status < 500) return new FaceRecogError('invalid_request', error.message);
-  return new FaceRecogError('internal', 'internal error; the service logged the details');
+  if (status === 413) return new FaceRecogError('payload_too_large', error.message ?? 'payload too large');
+  if (status === 404) return new FaceRecogError('not_found', error.message ?? 'not found');
+  if (status >= 400 && status < 500) return new FaceRecogError('invalid_request', error.message ?? 'invalid request');
+  return internal();
 }
 
-function isServerFault(error: FaceRecogError): boolean {
-  return ERROR_STATUS[error.code] === 500;
+/**
+ * What any error means to a client: a FaceRecogError as it is, Fastify's own by their code, and
+ * anything else `internal` with a plain message (its cause stays in the log).
+ */
+export function contractError(error: unknown): FaceRecogError {
+  if (error instanceof FaceRecogError) return error;
+  if (typeof error === 'object' && error !== null) return fromFastifyError(error as Partial<FastifyError>);
+  return internal();
 }
 
-/** Any error to its contract answer; server faults are logged with their cause. */
-export function handleError(raw: FastifyError | FaceRecogError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  const error = raw instanceof FaceRecogError ? raw : fromFastifyError(raw);
-  if (isServerFault(error)) {
-    // The log gets the cause with its stack; the client gets the code and a plain message.
-    request.log.error({ err: raw }, 'request failed');
-  } else {
-    request.log.info({ code: error.code }, error.message);
-  }
-  return sendError(reply, error);
+/** `contractError(error)`, logged: a server fault with its cause and stack, anything else as one line. */
+export function answerFor(error: unknown, log: FastifyBaseLogger, what: string): FaceRecogError {
+  const answer = contractError(error);
+  if (ERROR_STATUS[answer.code] === 500) log.error({ err: error }, what);
+  else log.info({ code: answer.code }, answer.message);
+  return answer;
+}
+
+/** Any error to its contract answer (also Fastify's `frameworkErrors`, before any plugin runs). */
+export function handleError(raw: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  return sendError(reply, answerFor(raw, request.log, 'request failed'));
 }
 
 // A path is quoted in a message only this far: messages are logged, and a path can be 16 KB of anything.
 const MAX_QUOTED_PATH = 100;
 
-export function installErrorHandling(app: FastifyInstance): void {
-  app.setErrorHandler(handleError);
-
-  app.setNotFoundHandler((request, reply) => {
-    const path = request.url.split('?')[0];
-    const shown = path.length > MAX_QUOTED_PATH ? `${path.slice(0, MAX_QUOTED_PATH)}...` : path;
-    return sendError(reply, new FaceRecogError('not_found', `no route ${request.method} ${shown}`));
-  });
-}
+/** Every error and every unknown route, answered in the contract's shape, for the whole app. */
+export const errorHandling = fp(
+  async (app: FastifyInstance) => {
+    app.setErrorHandler(handleError);
+    app.setNotFoundHandler((request, reply) => {
+      const path = request.url.split('?')[0];
+      const shown = path.length > MAX_QUOTED_PATH ? `${path.slice(0, MAX_QUOTED_PATH)}...` : path;
+      return sendError(reply, new FaceRecogError('not_found', `no route ${request.method} ${shown}`));
+    });
+  },
+  { name: 'face-recog-errors', fastify: '5.x' },
+);

@@ -3,10 +3,13 @@
 // keys like every /api route (auth.ts).
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
 import type { Static } from 'typebox';
 import { FaceRecogError } from '../errors.js';
 import { DEFAULT_IMAGES_LIMIT, type ImageEntry } from '../gallery/images.js';
-import type { Gallery } from '../gallery/types.js';
+import { ROUTE_DEPENDENCIES } from './lifecycle.js';
+import { SECURITY } from './openapi.js';
+import type { ServiceParts } from './parts.js';
 import { ErrorResponse, GalleryImage, GalleryImagesQuery, GalleryImagesResponse } from './schemas.js';
 
 type GalleryImageView = Static<typeof GalleryImage>;
@@ -22,7 +25,7 @@ function imageView(entry: ImageEntry): GalleryImageView {
   };
 }
 
-export async function galleryImagesRoutes(parent: FastifyInstance, deps: { gallery: () => Gallery | null }): Promise<void> {
+async function routes(parent: FastifyInstance, { parts }: { parts: ServiceParts }): Promise<void> {
   const app = parent.withTypeProvider<TypeBoxTypeProvider>();
   app.get(
     '/api/v1/gallery/images',
@@ -30,13 +33,13 @@ export async function galleryImagesRoutes(parent: FastifyInstance, deps: { galle
       schema: {
         tags: ['gallery'],
         summary: 'What became of each stored visitor image: enrolled, or why not (ask the visitor for a better photo)',
-        security: [{ bearer: [] }, { apiKey: [] }],
+        security: SECURITY,
         querystring: GalleryImagesQuery,
         response: { 200: GalleryImagesResponse, '4xx': ErrorResponse, '5xx': ErrorResponse },
       },
     },
     async (request) => {
-      const gallery = deps.gallery();
+      const { gallery } = parts;
       if (!gallery) throw new FaceRecogError('not_ready', 'the visitor gallery is starting; retry shortly', { retryAfterS: 5 });
       const { status, visitor_id: visitorId, limit, after } = request.query;
       const page = await gallery.images({ status, visitorId, after, limit: limit === undefined ? DEFAULT_IMAGES_LIMIT : Number(limit) });
@@ -44,3 +47,5 @@ export async function galleryImagesRoutes(parent: FastifyInstance, deps: { galle
     },
   );
 }
+
+export const galleryImagesRoutes = fp(routes, { name: 'face-recog-gallery-images', fastify: '5.x', encapsulate: true, dependencies: ROUTE_DEPENDENCIES });

@@ -1,20 +1,10 @@
 // /health: ok as soon as the models are loaded and the database answers (even while the gallery is
 // still reconciling); otherwise starting or degraded, with the reasons. A permission the service's
 // database role lacks degrades it, and the reason carries the SQL that grants it.
-import type { FaceEngine } from '../engine/engine.js';
 import { describeProblem, isBlocking } from '../gallery/problems.js';
-import type { Gallery, GalleryStatus } from '../gallery/types.js';
-import type { InferenceScheduler } from './scheduler.js';
+import type { GalleryStatus } from '../gallery/types.js';
+import type { ServiceParts } from './parts.js';
 import type { HealthBody } from './schemas.js';
-
-export interface HealthSources {
-  engine: () => FaceEngine | null;
-  gallery: () => Gallery | null;
-  scheduler: InferenceScheduler;
-  /** MATCH_THRESHOLD; null: the recognizer's own. */
-  matchThreshold: number | null;
-  startedAt: number;
-}
 
 function galleryView(status: GalleryStatus): NonNullable<HealthBody['gallery']> {
   return {
@@ -31,9 +21,8 @@ function galleryView(status: GalleryStatus): NonNullable<HealthBody['gallery']> 
   };
 }
 
-export function healthReport(sources: HealthSources): { statusCode: 200 | 503; body: HealthBody } {
-  const engine = sources.engine();
-  const gallery = sources.gallery();
+export function healthReport(parts: ServiceParts): { statusCode: 200 | 503; body: HealthBody } {
+  const { engine, gallery, scheduler } = parts;
   const galleryStatus = gallery?.status() ?? null;
   const starting: string[] = [];
   const degraded: string[] = [];
@@ -59,19 +48,19 @@ export function healthReport(sources: HealthSources): { statusCode: 200 | 503; b
       models:
         engine && recognizer
           ? {
-              detector: engine.detector.manifest.name,
+              detector: engine.detectorName,
               recognizer: recognizer.name,
               dimension: recognizer.dimension,
-              match_threshold: sources.matchThreshold ?? recognizer.defaultThreshold,
+              match_threshold: parts.config.matchThreshold ?? recognizer.defaultThreshold,
             }
           : null,
       gallery: galleryStatus && galleryView(galleryStatus),
       queue: {
-        running: sources.scheduler.running,
-        waiting: sources.scheduler.depth('request'),
-        background: sources.scheduler.depth('background'),
+        running: scheduler.running,
+        waiting: scheduler.depth('request'),
+        background: scheduler.depth('background'),
       },
-      uptime_s: Math.round((Date.now() - sources.startedAt) / 1000),
+      uptime_s: Math.round((Date.now() - parts.startedAt) / 1000),
     },
   };
 }

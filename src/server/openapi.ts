@@ -5,8 +5,9 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance, FastifySchema } from 'fastify';
+import fp from 'fastify-plugin';
 import type { Registry } from 'prom-client';
-import { ErrorResponse, RealtimeDropped, RealtimeErrorMessage, RealtimeFrame, RealtimeMessage, RealtimeResults } from './schemas.js';
+import { ErrorResponse, RealtimeDropped, RealtimeErrorMessage, RealtimeEvent, RealtimeFrame, RealtimeMessage, RealtimeQuery, RealtimeResults } from './schemas.js';
 
 const DESCRIPTION = [
   'Face detection and recognition for a visitor-management backend.',
@@ -25,7 +26,7 @@ const DESCRIPTION = [
 export const SECURITY: Record<string, string[]>[] = [{ bearer: [] }, { apiKey: [] }];
 
 // Shown in /docs under Schemas: what goes over the socket in each direction.
-const MESSAGE_SCHEMAS = { RealtimeFrame, RealtimeResults, RealtimeDropped, RealtimeErrorMessage };
+const MESSAGE_SCHEMAS = { RealtimeFrame, RealtimeResults, RealtimeEvent, RealtimeDropped, RealtimeErrorMessage };
 
 const REALTIME_DESCRIPTION = [
   'Upgrades to a WebSocket for a camera feed. Messages are JSON text:',
@@ -33,11 +34,13 @@ const REALTIME_DESCRIPTION = [
   '| direction | message | schema |',
   '|---|---|---|',
   '| client → service | `{ "type": "frame", "image": "<base64>", "id"?: 1 }` | `RealtimeFrame` |',
-  '| service → client | `{ "type": "results", "id", "faces": [...], "count", "latency_ms" }`: the answer to a frame | `RealtimeResults` |',
-  '| service → client | `{ "type": "dropped", "ids": [...], "faces": [], "count": 0 }`: frames skipped because a newer one arrived | `RealtimeDropped` |',
+  '| service → client | `{ "type": "results", "id", "faces": [...], "count", "latency_ms" }`: the answer to a frame; each face carries its `track_id` | `RealtimeResults` |',
+  '| service → client | `{ "type": "event", "event": "arrived", "visitor_id", "track_id", "camera", "confidence", "at", "faces": [], "count": 0 }`: a visitor arrived (once per visit per camera) | `RealtimeEvent` |',
+  '| service → client | `{ "type": "dropped", "ids": [...], "faces": [], "count": 0 }`: frames skipped because a newer one arrived, or the service is shutting down | `RealtimeDropped` |',
   '| service → client | `{ "type": "error", "code", "message", "id"?, "faces": [], "count": 0 }`: the connection stays open | `RealtimeErrorMessage` |',
   '',
-  'Every message from the service carries `faces` (an array) and `count`. Faces are as in recognize. One frame is processed',
+  'Every message from the service carries `faces` (an array) and `count`. Faces are as in recognize plus `track_id`; a face is',
+  "`matched` once its track's frames name a visitor, not by one frame alone. `?camera=` names the camera that events report. One frame is processed",
   'at a time per connection; of the frames that arrive meanwhile the newest waits and the others are reported as dropped.',
   'Frames without an `id` are numbered per connection from 1.',
 ].join('\n');
@@ -50,10 +53,7 @@ export function realtimeDoc(alias: boolean): FastifySchema {
     description: REALTIME_DESCRIPTION,
     security: SECURITY,
     deprecated: alias,
-    querystring: {
-      type: 'object',
-      properties: { api_key: { type: 'string', description: 'The API key, for WebSocket clients that cannot set headers' } },
-    },
+    querystring: RealtimeQuery,
     response: {
       101: { description: 'Switching Protocols: the socket is open; the service sends these messages', content: { 'application/json': { schema: RealtimeMessage } } },
       400: ErrorResponse,
@@ -85,25 +85,29 @@ export async function metricsDoc(registry: Registry): Promise<FastifySchema> {
   };
 }
 
-export async function installOpenApi(app: FastifyInstance, version: string): Promise<void> {
-  await app.register(swagger, {
-    openapi: {
-      openapi: '3.1.0',
-      info: { title: 'face-recog', version, description: DESCRIPTION },
-      tags: [
-        { name: 'faces', description: 'Detection, features, recognition, verification' },
-        { name: 'realtime', description: 'Camera feeds over a WebSocket' },
-        { name: 'service', description: 'Health and metrics' },
-      ],
-      components: {
-        securitySchemes: {
-          bearer: { type: 'http', scheme: 'bearer' },
-          apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
+/** /openapi.json and /docs. @fastify/swagger documents the routes registered after it: theirs depend on this plugin. */
+export const openApi = fp(
+  async (app: FastifyInstance, { version }: { version: string }) => {
+    await app.register(swagger, {
+      openapi: {
+        openapi: '3.1.0',
+        info: { title: 'face-recog', version, description: DESCRIPTION },
+        tags: [
+          { name: 'faces', description: 'Detection, features, recognition, verification' },
+          { name: 'realtime', description: 'Camera feeds over a WebSocket' },
+          { name: 'service', description: 'Health and metrics' },
+        ],
+        components: {
+          securitySchemes: {
+            bearer: { type: 'http', scheme: 'bearer' },
+            apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
+          },
+          schemas: structuredClone(MESSAGE_SCHEMAS),
         },
-        schemas: structuredClone(MESSAGE_SCHEMAS),
       },
-    },
-  });
-  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', deepLinking: true } });
-  app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
-}
+    });
+    await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', deepLinking: true } });
+    app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
+  },
+  { name: 'face-recog-openapi', fastify: '5.x' },
+);

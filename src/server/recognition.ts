@@ -2,7 +2,8 @@
 import type { Face } from '../engine/detect.js';
 import { FaceRecogError } from '../errors.js';
 import type { Gallery, Match } from '../gallery/types.js';
-import type { Analysis } from './pipeline.js';
+import type { Analysis, InferencePipeline } from './pipeline.js';
+import type { Deadline } from './scheduler.js';
 import type { RecognizedFaceBody } from './schemas.js';
 
 /** A face in a detect answer: `confidence` is the detector's score (the guide's DetectResponse). */
@@ -43,15 +44,33 @@ export function recognizedFace(face: Face, match: Match | null, threshold: numbe
   return { ...detected, confidence: similarity, visitor_id: matched ? match.visitorId : null, matched };
 }
 
-/** Every face of the analysis with its best visitor; faces beyond the embedded ones stay unmatched. */
-export async function recognizeFaces(
-  analysis: Analysis,
+/**
+ * The best visitor of each embedded face of the analysis (faces beyond the embedded ones have
+ * none). The search, with its database confirmation, runs within the request's deadline.
+ */
+export async function findMatches(
+  pipeline: InferencePipeline,
   gallery: Gallery | null,
-  threshold: number,
-  timeSearch: <T>(search: () => Promise<T>) => Promise<T>,
-): Promise<RecognizedFaceBody[]> {
+  analysis: Analysis,
+  deadline: Deadline,
+): Promise<(Match | null)[]> {
   if (analysis.faces.length === 0) return [];
   if (!gallery) throw new FaceRecogError('not_ready', 'the visitor gallery is starting; retry shortly', { retryAfterS: 2 });
-  const matches = await timeSearch(() => gallery.search(analysis.embeddings));
+  return pipeline.timeSearch(() => gallery.search(analysis.embeddings, deadline));
+}
+
+/** Every face of the analysis with its best visitor; faces beyond the embedded ones stay unmatched. */
+export async function recognizeFaces(
+  pipeline: InferencePipeline,
+  gallery: Gallery | null,
+  analysis: Analysis,
+  threshold: number,
+  deadline: Deadline,
+): Promise<RecognizedFaceBody[]> {
+  return recognizedFaces(analysis, await findMatches(pipeline, gallery, analysis, deadline), threshold);
+}
+
+/** Each face of the analysis with `matches[i]`, its best visitor (none beyond the embedded faces). */
+export function recognizedFaces(analysis: Analysis, matches: readonly (Match | null)[], threshold: number): RecognizedFaceBody[] {
   return analysis.faces.map((face, i) => recognizedFace(face, matches[i] ?? null, threshold));
 }

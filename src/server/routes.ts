@@ -1,15 +1,16 @@
 // The HTTP API of CONTRACT.md: detect, extract-features (alias extract), recognize, verify, health.
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance, FastifySchema, onRequestHookHandler } from 'fastify';
-import type { Config } from '../config.js';
+import fp from 'fastify-plugin';
 import { cosineSimilarity } from '../engine/embed.js';
 import { FaceRecogError } from '../errors.js';
-import type { Gallery } from '../gallery/types.js';
-import { healthReport, type HealthSources } from './health.js';
+import { healthReport } from './health.js';
+import { ROUTE_DEPENDENCIES } from './lifecycle.js';
 import { SECURITY } from './openapi.js';
-import type { DetectParams, InferencePipeline } from './pipeline.js';
+import { defaultThreshold, readyPipeline, type ServiceParts } from './parts.js';
+import type { DetectParams } from './pipeline.js';
 import { clampSimilarity, faceView, recognizeFaces } from './recognition.js';
-import { Deadline, type InferenceScheduler } from './scheduler.js';
+import { Deadline } from './scheduler.js';
 import {
   DetectRequest,
   DetectResponse,
@@ -23,17 +24,6 @@ import {
   VerifyResponse,
   type DetectBody,
 } from './schemas.js';
-
-export interface RouteDeps {
-  config: Config;
-  scheduler: InferenceScheduler;
-  /** The pipeline; throws `not_ready` while the models load. */
-  pipeline: () => InferencePipeline;
-  gallery: () => Gallery | null;
-  /** MATCH_THRESHOLD, else the recognizer's own. */
-  defaultThreshold: () => number;
-  health: HealthSources;
-}
 
 // JSON quoting, field names and a data-URL prefix around the base64 text.
 const BODY_OVERHEAD_BYTES = 64 * 1024;
@@ -54,14 +44,17 @@ function detectParams(body: DetectBody): DetectParams {
 
 const errors = { '4xx': ErrorResponse, '5xx': ErrorResponse };
 
-export async function apiRoutes(parent: FastifyInstance, deps: RouteDeps): Promise<void> {
+async function routes(parent: FastifyInstance, { parts }: { parts: ServiceParts }): Promise<void> {
   const app = parent.withTypeProvider<TypeBoxTypeProvider>();
-  const { config, scheduler, pipeline, defaultThreshold } = deps;
+  const { config, scheduler } = parts;
   const limits = bodyLimits(config.limits.maxImageBytes);
+  // From the handler on (the body is read by then), the whole answer is due within
+  // REQUEST_TIMEOUT_MS: the inference, the gallery search and its database confirmation.
+  const deadline = () => new Deadline(config.inference.timeoutMs);
 
   // Refused before the body is read, so a flood of requests costs neither memory nor CPU.
   const admit: onRequestHookHandler = async () => {
-    pipeline();
+    readyPipeline(parts);
     if (scheduler.saturated) {
       throw new FaceRecogError('overloaded', `the service is busy (${scheduler.depth()} requests waiting); retry later`, {
         retryAfterS: scheduler.retryAfterS,
@@ -78,7 +71,7 @@ export async function apiRoutes(parent: FastifyInstance, deps: RouteDeps): Promi
     '/api/v1/detect',
     inference('Detect faces', { body: DetectRequest, response: { 200: DetectResponse, ...errors } }, limits.single),
     async (request) => {
-      const faces = await pipeline().detect(request.body.image, detectParams(request.body), new Deadline(config.inference.timeoutMs));
+      const faces = await readyPipeline(parts).detect(request.body.image, detectParams(request.body), deadline());
       return { faces: faces.map(faceView), count: faces.length };
     },
   );
@@ -92,9 +85,8 @@ export async function apiRoutes(parent: FastifyInstance, deps: RouteDeps): Promi
         limits.single,
       ),
       async (request) => {
-        const current = pipeline();
-        const deadline = new Deadline(config.inference.timeoutMs);
-        const analysis = await current.analyze(request.body.image, detectParams(request.body), 1, deadline);
+        const current = readyPipeline(parts);
+        const analysis = await current.analyze(request.body.image, detectParams(request.body), 1, deadline());
         const face = analysis.faces[0];
         return {
           feature_vector: face ? Array.from(analysis.embeddings[0]) : null,
@@ -115,11 +107,11 @@ export async function apiRoutes(parent: FastifyInstance, deps: RouteDeps): Promi
       limits.single,
     ),
     async (request) => {
-      const current = pipeline();
-      const threshold = request.body.threshold ?? defaultThreshold();
-      const deadline = new Deadline(config.inference.timeoutMs);
-      const analysis = await current.analyze(request.body.image, detectParams(request.body), config.limits.maxFaces, deadline);
-      const faces = await recognizeFaces(analysis, deps.gallery(), threshold, (search) => current.timeSearch(search));
+      const current = readyPipeline(parts);
+      const threshold = request.body.threshold ?? defaultThreshold(parts, current);
+      const due = deadline();
+      const analysis = await current.analyze(request.body.image, detectParams(request.body), config.limits.maxFaces, due);
+      const faces = await recognizeFaces(current, parts.gallery, analysis, threshold, due);
       const top = faces[0];
       return {
         visitor_id: top?.visitor_id ?? null,
@@ -140,9 +132,9 @@ export async function apiRoutes(parent: FastifyInstance, deps: RouteDeps): Promi
       limits.pair,
     ),
     async (request) => {
-      const threshold = request.body.threshold ?? defaultThreshold();
-      const deadline = new Deadline(config.inference.timeoutMs);
-      const [first, second] = await pipeline().analyzePair([request.body.image1, request.body.image2], deadline);
+      const current = readyPipeline(parts);
+      const threshold = request.body.threshold ?? defaultThreshold(parts, current);
+      const [first, second] = await current.analyzePair([request.body.image1, request.body.image2], deadline());
       const similarity = first && second ? clampSimilarity(cosineSimilarity(first.embedding, second.embedding)) : null;
       return {
         similarity,
@@ -157,8 +149,10 @@ export async function apiRoutes(parent: FastifyInstance, deps: RouteDeps): Promi
     '/health',
     { schema: { tags: ['service'], summary: 'Service health', response: { 200: HealthResponse, 503: HealthResponse } } },
     async (_request, reply) => {
-      const { statusCode, body } = healthReport(deps.health);
+      const { statusCode, body } = healthReport(parts);
       return reply.code(statusCode).send(body);
     },
   );
 }
+
+export const apiRoutes = fp(routes, { name: 'face-recog-api', fastify: '5.x', encapsulate: true, dependencies: ROUTE_DEPENDENCIES });

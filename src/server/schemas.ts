@@ -5,6 +5,7 @@
 // A `title` names a nested shape in the client's types.
 import { Type, type Static } from 'typebox';
 import { DEFAULT_IMAGES_LIMIT, MAX_IMAGES_LIMIT } from '../gallery/images.js';
+import { IDENTITY_RULE } from './tracking/identity.js';
 
 const Image = Type.String({
   description: 'The image: plain base64 (standard or URL-safe) or a data:image/...;base64, URL. JPEG, PNG or WebP.',
@@ -117,7 +118,41 @@ const FrameId = Type.Union([Type.String({ maxLength: 128 }), Type.Number()], {
   title: 'FrameId',
   description: "The frame's id as the client sent it; frames sent without one are numbered per connection from 1",
 });
-const NO_FACES = { faces: Type.Array(RecognizedFace, { maxItems: 0 }), count: Type.Literal(0) };
+
+/** A face in a realtime answer: as in recognize, plus the track it belongs to; its identity is the track's. */
+const RealtimeFace = Type.Object(
+  {
+    ...RecognizedFace.properties,
+    confidence: NullableNumber(
+      "Named track: the track's mean similarity to its visitor. Otherwise this frame's similarity to the best visitor, in [-1, 1]; null when the gallery is empty or the face was not embedded (beyond MAX_FACES)",
+    ),
+    visitor_id: NullableString("The visitor the track's frames name; null until they do"),
+    matched: Type.Boolean({
+      description: `The track's frames name a visitor: ${IDENTITY_RULE.votes} of its last ${IDENTITY_RULE.window} at or above the threshold, their mean ${IDENTITY_RULE.margin} above it`,
+    }),
+    track_id: Type.String({ description: 'The same while the face stays in view of this connection; a new one for a new person or the same one back' }),
+  },
+  { title: 'RealtimeFace' },
+);
+export type RealtimeFaceBody = Static<typeof RealtimeFace>;
+
+const NO_FACES = { faces: Type.Array(RealtimeFace, { maxItems: 0 }), count: Type.Literal(0) };
+
+/** The longest `?camera=` name. */
+export const MAX_CAMERA_NAME = 64;
+
+export const RealtimeQuery = Type.Object({
+  camera: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: MAX_CAMERA_NAME,
+      // No control or invisible formatting characters: the name is logged, shown and sent in events.
+      pattern: '^[^\\u0000-\\u001f\\u007f-\\u009f\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u206f\\ufeff]+$',
+      description: `Names the camera; events carry it, and a visitor's arrival is announced once per visit per camera name. 1 to ${MAX_CAMERA_NAME} printable characters. Unset: the connection is a camera of its own`,
+    }),
+  ),
+  api_key: Type.Optional(Type.String({ description: 'The API key, for WebSocket clients that cannot set headers' })),
+});
 
 export const RealtimeFrame = Type.Object(
   { type: Type.Literal('frame'), image: Image, id: Type.Optional(FrameId) },
@@ -128,7 +163,7 @@ export const RealtimeResults = Type.Object(
   {
     type: Type.Literal('results'),
     id: FrameId,
-    faces: Type.Array(RecognizedFace, { description: 'Every detected face, most confident first' }),
+    faces: Type.Array(RealtimeFace, { description: 'Every detected face, most confident first' }),
     count: Type.Integer({ description: 'faces.length' }),
     latency_ms: Type.Number({ description: 'From receiving the frame to answering it' }),
   },
@@ -151,7 +186,23 @@ export const RealtimeErrorMessage = Type.Object(
   { description: 'A message or frame the service could not use; the connection stays open' },
 );
 
-export const RealtimeMessage = Type.Union([RealtimeResults, RealtimeDropped, RealtimeErrorMessage], {
+export const RealtimeEvent = Type.Object(
+  {
+    type: Type.Literal('event'),
+    event: Type.Literal('arrived'),
+    visitor_id: Type.String({ description: 'The visitor the track was named' }),
+    track_id: Type.String({ description: "The track of the visitor's face, as in results" }),
+    camera: NullableString("The connection's ?camera=; null when it gave none"),
+    confidence: Type.Number({ description: "The track's mean similarity to the visitor when it was named" }),
+    at: Type.String({ format: 'date-time', description: 'When the frame that named the track arrived' }),
+    ...NO_FACES,
+  },
+  {
+    description: `A visitor arrived: a track was named, and the visitor had not been in view of this camera for EVENT_COOLDOWN_S. Sent on the socket before that frame's results, and POSTed to WEBHOOK_URL`,
+  },
+);
+
+export const RealtimeMessage = Type.Union([RealtimeResults, RealtimeEvent, RealtimeDropped, RealtimeErrorMessage], {
   description: 'Service to client: every message carries `faces` and `count`',
 });
 export type RealtimeMessageBody = Static<typeof RealtimeMessage>;

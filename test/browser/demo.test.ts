@@ -1,7 +1,7 @@
 // The demo page in Debian's Chromium against the real service (`npm start`'s composition, embedded
 // PostgreSQL, visitors imported with `face-recog visitors import`): gallery status, the live camera
-// (a fake camera playing frames of the Hamilton clip) naming Lin-Manuel Miranda, and the photo
-// upload drawing one box per detected face. Screenshots go to test-output/browser/.
+// (a fake camera playing frames of the Hamilton clip) naming Lin-Manuel Miranda on his face's track
+// and listing his arrival beside the camera, and the photo upload drawing one box per detected face. Screenshots go to test-output/browser/.
 import { execFile } from 'node:child_process';
 import { chmod, copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -78,7 +78,7 @@ describe.skipIf(fixturesMissing || chromiumMissing)('demo page in Chromium again
     expect(await page.textContent('#service-models')).toContain('mobilefacenet');
   });
 
-  it('live camera: the enrolled visitor id appears over the face within 10 s', async () => {
+  it('live camera: the enrolled visitor id appears over the face, with its track id, within 10 s; his arrival is listed', async () => {
     const clickedAt = performance.now();
     await page.click('#live-start');
     // Read in one go while the label is there: each answer replaces the labels.
@@ -92,7 +92,10 @@ describe.skipIf(fixturesMissing || chromiumMissing)('demo page in Chromium again
           return { x, y, width, height };
         };
         return {
-          text: label.textContent,
+          text: label.querySelector('.who')?.textContent,
+          trackId: label.dataset.trackId,
+          trackText: label.querySelector('.track')?.textContent,
+          allTracked: [...document.querySelectorAll<HTMLElement>('#live-labels .face-label')].every((l) => Boolean(l.dataset.trackId)),
           matched: label.dataset.matched,
           box: label.dataset.box!.split(',').map(Number),
           picture: { width: overlay.width, height: overlay.height },
@@ -114,6 +117,23 @@ describe.skipIf(fixturesMissing || chromiumMissing)('demo page in Chromium again
 
     expect(live.matched).toBe('true');
     expect(live.text).toMatch(/^lin_manuel_miranda \d\.\d\d$/);
+    expect(live.trackId).toMatch(/\S/);
+    expect(live.trackText).toBe(`track ${live.trackId}`);
+    expect(live.allTracked).toBe(true);
+    // The arrival came before the results that named him: it is listed already, once.
+    const arrivals = page.locator('#live-arrivals li');
+    expect(await arrivals.count()).toBe(1);
+    const arrival = arrivals.first();
+    expect(await arrival.getAttribute('data-visitor-id')).toBe('lin_manuel_miranda');
+    expect(await arrival.getAttribute('data-track-id')).toMatch(/\S/);
+    expect(await arrival.locator('strong').textContent()).toBe('lin_manuel_miranda');
+    expect(Date.parse((await arrival.locator('time').getAttribute('datetime'))!)).toBeGreaterThan(Date.now() - 60_000);
+    expect(await arrival.textContent()).toMatch(/ · \d\.\d\d · track \S+$/);
+    // Beside the camera, not below it, on a wide screen.
+    const stageBox = (await page.locator('#live-stage').boundingBox())!;
+    const listBox = (await page.locator('.arrivals').boundingBox())!;
+    expect(listBox.x).toBeGreaterThanOrEqual(stageBox.x + stageBox.width);
+    expect(listBox.y).toBeLessThan(stageBox.y + stageBox.height);
     expect(live.firstNameMs).toBeGreaterThan(0);
     expect(live.boxesDrawn).toBeGreaterThan(0);
     // The label sits on its face: horizontally over the face's box as shown on the page, on its top

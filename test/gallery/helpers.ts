@@ -16,10 +16,10 @@ import { startGallery, type GalleryHandle, type GalleryOptions } from '../../src
 import type { Extractor } from '../../src/gallery/types.js';
 import { decodeImage, sniffFormat } from '../../src/engine/image.js';
 import { loadConfig, type Config } from '../../src/config.js';
-import { buildApp } from '../../src/server/app.js';
 import { ServiceMetrics } from '../../src/server/metrics.js';
 import { InferencePipeline } from '../../src/server/pipeline.js';
 import { InferenceScheduler } from '../../src/server/scheduler.js';
+import { createService, galleryOptions } from '../../src/server/service.js';
 import { MODELS_DIR, readTestdata, testEngine } from '../helpers/fixtures.js';
 
 export const logger = pino({ level: process.env.GALLERY_TEST_LOG ?? 'silent' });
@@ -162,29 +162,26 @@ export interface GalleryService {
  * engine, the pipeline's extractor (the one the server hands the gallery), the real gallery.
  */
 export async function startGalleryService(databaseUrl: string, env: Record<string, string> = {}): Promise<GalleryService> {
-  const config = loadConfig({ RECOGNIZER: MODEL, MODELS_DIR, MODELS_OFFLINE: '1', DATABASE_URL: databaseUrl, GALLERY_POLL_MS: '100', ...env });
-  const engine = await testEngine();
-  const scheduler = new InferenceScheduler(config.inference);
-  let gallery: GalleryHandle | null = null;
-  const metrics = new ServiceMetrics({ scheduler, gallery: () => gallery });
-  const pipeline = new InferencePipeline(engine, scheduler, config, metrics);
-  gallery = await startGallery({
-    databaseUrl,
-    databaseSchema: config.databaseSchema,
-    dataDir: '/nonexistent',
-    model: MODEL,
-    dimension: DIMENSION,
-    extractor: pipeline.extractor,
-    pollMs: config.gallery.pollMs,
-    batchSize: config.gallery.batchSize,
-    concurrency: config.gallery.concurrency,
-    logger,
+  const config = loadConfig({
+    RECOGNIZER: MODEL,
+    MODELS_DIR,
+    MODELS_OFFLINE: '1',
+    DATABASE_URL: databaseUrl,
+    DATA_DIR: '/nonexistent',
+    GALLERY_POLL_MS: '100',
+    HOST: '127.0.0.1',
+    PORT: '0',
+    ...env,
   });
-  const app = await buildApp({ config, logger, engine: () => engine, gallery: () => gallery, scheduler, metrics });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const { port } = app.server.address() as { port: number };
-  const url = `http://127.0.0.1:${port}`;
-  const handle = gallery;
+  let gallery: GalleryHandle | null = null;
+  const service = await createService(config, {
+    logger,
+    loadEngine: testEngine,
+    openGallery: async (pipeline, log) => (gallery = await startGallery(galleryOptions(config, pipeline, log))),
+  });
+  const url = await service.listen();
+  await service.start();
+  const handle = gallery!;
   return {
     url,
     gallery: handle,
@@ -193,10 +190,7 @@ export async function startGalleryService(databaseUrl: string, env: Record<strin
       const response = await fetch(`${url}${path}`, { headers });
       return { status: response.status, body: await response.json() };
     },
-    async close() {
-      await app.close();
-      await handle.close();
-    },
+    close: () => service.close(),
   };
 }
 

@@ -72,6 +72,8 @@ describe.skipIf(fixturesMissing)('faults', () => {
         API_KEYS: KEY,
         GALLERY_POLL_MS: '200',
         REQUEST_TIMEOUT_MS: '60000',
+        // One image at a time, so that a few requests make a queue that stays (SIGTERM test below).
+        INFERENCE_CONCURRENCY: '1',
       });
       url = await service.url();
       await eventually('the models to load', async () => ((await health(url)).body?.models ? true : undefined));
@@ -178,6 +180,9 @@ describe.skipIf(fixturesMissing)('faults', () => {
       await eventually('the queue to fill', async () => ((await health(url)).body.queue.waiting >= 5 ? true : undefined));
 
       void service.stop('SIGTERM');
+      // Once the service has taken the signal: with inference off its event loop it would otherwise
+      // accept a request sent in the same instant, before the signal is handled, and rightly answer it.
+      await eventually('the shutdown to begin', async () => (service.stdout.some((line) => line.includes('shutting down')) ? true : undefined));
       const late = await freshPost(Number(servicePort), '/api/v1/detect', { image: base64Of(PHOTO) });
       const refusedCleanly = ['503 not_ready', 'connection refused'];
       reliability.record('request sent after SIGTERM', refusedCleanly.includes(late.outcome) ? 'refused cleanly (503 not_ready or connection refused)' : late.outcome);

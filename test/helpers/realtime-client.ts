@@ -53,12 +53,15 @@ export class RealtimeClient {
     return this.messages.slice(0, count);
   }
 
-  /** Sends one message and resolves with the single answer it gets. */
+  /**
+   * Sends one message and resolves with the single answer it gets. Visitor events are not answers
+   * (a frame may raise one before its results): they stay in `messages` and are passed over here.
+   */
   async ask(message: unknown): Promise<any> {
     const before = this.messages.length;
     this.send(message);
-    const received = await this.receive(before + 1);
-    return received[before];
+    const received = await this.until((messages) => messages.slice(before).some((m) => m.type !== 'event'));
+    return received.slice(before).find((m) => m.type !== 'event');
   }
 
   /** Resolves when `test` holds for the messages so far. */

@@ -112,13 +112,18 @@ describe.skipIf(fixturesMissing)('npm start (src/server/main.ts)', () => {
       });
       expect(group.faces.map((f: { visitor_id: string }) => f.visitor_id).sort()).toEqual(['v-biden', 'v-obama']);
 
-      const socket = new WebSocket(`${url.replace('http', 'ws')}/ws/realtime?api_key=e2e-key`);
-      const results = await new Promise<any>((resolve, reject) => {
-        socket.once('open', () => socket.send(JSON.stringify({ type: 'frame', image: base64Of('faces/obama/1.jpg'), id: 'f1' })));
-        socket.once('message', (data) => resolve(JSON.parse(data.toString())));
-        socket.once('error', reject);
-      });
-      expect(results).toMatchObject({ type: 'results', id: 'f1', count: 1, faces: [{ visitor_id: 'v-obama', matched: true }] });
+      const socket = new WebSocket(`${url.replace('http', 'ws')}/ws/realtime?api_key=e2e-key&camera=door`);
+      const messages: any[] = [];
+      socket.on('message', (data) => messages.push(JSON.parse(data.toString())));
+      await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
+      // Frame by frame until the face's track is named (its third frame), which raises an arrival.
+      for (const id of ['f1', 'f2', 'f3']) {
+        socket.send(JSON.stringify({ type: 'frame', image: base64Of('faces/obama/1.jpg'), id }));
+        while (!messages.some((m) => m.id === id)) await new Promise((resolve) => socket.once('message', resolve));
+      }
+      expect(messages.map((m) => m.type)).toEqual(['results', 'results', 'event', 'results']);
+      expect(messages[2]).toMatchObject({ event: 'arrived', visitor_id: 'v-obama', camera: 'door', track_id: messages[0].faces[0].track_id });
+      expect(messages[3]).toMatchObject({ type: 'results', id: 'f3', count: 1, faces: [{ visitor_id: 'v-obama', matched: true }] });
       const socketClosed = new Promise<number>((resolve) => socket.once('close', (code) => resolve(code)));
 
       service.child.kill('SIGTERM');

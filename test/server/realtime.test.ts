@@ -2,7 +2,7 @@
 // auth, limits and heartbeats.
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import Value from 'typebox/value';
 import WebSocket from 'ws';
 import { RealtimeMessage } from '../../src/server/schemas.js';
@@ -38,18 +38,23 @@ describe.skipIf(fixturesMissing)('WebSocket /ws/realtime', () => {
   });
   afterAll(() => server?.close());
 
-  it('answers a frame with every face, its visitor and the latency', async () => {
+  it('answers a frame with every face, its track and the latency; the visitor once the track\'s frames name it', async () => {
     const client = await connect();
     client.send({ type: 'frame', image: base64Of(FRAME), id: 'cam1-0001' });
     const [results] = await client.receive(1);
     expect(results).toMatchObject({ type: 'results', id: 'cam1-0001', count: 1 });
-    expect(results.faces[0]).toMatchObject({ visitor_id: 'obama', matched: true });
+    // One frame alone names nobody (tracks: test/server/tracking-socket.test.ts).
+    expect(results.faces[0]).toMatchObject({ visitor_id: null, matched: false, track_id: expect.any(String) });
     // As in recognize: `confidence` is the match (what the guide hands to handleRecognizedVisitor).
-    expect(Object.keys(results.faces[0])).toEqual(['bbox', 'landmarks', 'detection_confidence', 'confidence', 'visitor_id', 'matched']);
+    expect(Object.keys(results.faces[0])).toEqual(['bbox', 'landmarks', 'detection_confidence', 'confidence', 'visitor_id', 'matched', 'track_id']);
     expect(results.faces[0].confidence).toBeGreaterThan(0.45);
     expect(results.faces[0].confidence).toBeLessThanOrEqual(1);
     expect(results.faces[0].detection_confidence).toBeGreaterThan(0.9);
     expect(results.latency_ms).toBeGreaterThan(0);
+    for (const id of ['cam1-0002', 'cam1-0003']) client.send({ type: 'frame', image: base64Of(FRAME), id });
+    const answers = await client.until((messages) => messages.some((m) => m.id === 'cam1-0003'));
+    const named = answers.find((m) => m.id === 'cam1-0003');
+    expect(named.faces[0]).toMatchObject({ visitor_id: 'obama', matched: true, track_id: results.faces[0].track_id });
   });
 
   it('numbers frames that carry no id, and serves the misspelt alias path too', async () => {
@@ -96,10 +101,10 @@ describe.skipIf(fixturesMissing)('WebSocket /ws/realtime', () => {
     // Inference is busy elsewhere, so frame 1 waits for a slot while 2..5 arrive.
     const busy = holdSlot(server.scheduler);
     for (let id = 1; id <= 5; id++) client.send({ type: 'frame', image: base64Of(FRAME), id });
-    for (let tries = 0; tries < 500; tries++) {
-      if ((await metricValue(server, /face_recog_ws_frames_total\{outcome="dropped"\} (\d+)/)) - droppedBefore === 3) break;
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    await vi.waitFor(async () => expect((await metricValue(server, /face_recog_ws_frames_total\{outcome="dropped"\} (\d+)/)) - droppedBefore).toBe(3), {
+      timeout: 30_000,
+      interval: 10,
+    });
     busy.release();
     const messages = await client.receive(3);
     expect(messages.map((m) => m.type)).toEqual(['results', 'dropped', 'results']);
@@ -118,7 +123,7 @@ describe.skipIf(fixturesMissing)('WebSocket /ws/realtime', () => {
     client.send('{not json');
     client.send({ type: 'frame', image: 'junk!', id: 'junk' });
     for (let id = 1; id <= 4; id++) client.send({ type: 'frame', image: base64Of(FRAME), id });
-    for (let tries = 0; tries < 500 && (await dropped()) - droppedBefore < 3; tries++) await new Promise((resolve) => setTimeout(resolve, 10));
+    await vi.waitFor(async () => expect((await dropped()) - droppedBefore).toBe(3), { timeout: 30_000, interval: 10 });
     busy.release();
     const messages = await client.until((all) => all.some((m) => m.type === 'results' && m.id === 4));
     expect(new Set(messages.map((m) => m.type))).toEqual(new Set(['error', 'dropped', 'results']));
@@ -126,6 +131,67 @@ describe.skipIf(fixturesMissing)('WebSocket /ws/realtime', () => {
       expect(Value.Check(RealtimeMessage, message), JSON.stringify(message).slice(0, 200)).toBe(true);
       expect(Array.isArray(message.faces)).toBe(true);
       expect(message.count).toBe(message.faces.length);
+    }
+  });
+
+  it('cancels the frames of a connection that closes: the waiting one is not processed, the one in progress neither searched for nor answered', async () => {
+    const client = await connect();
+    const metric = (name: string) => metricValue(server, new RegExp(`${name.replace(/[{}]/g, '\\$&')} (\\d+)`));
+    const frames = (outcome: string) => metric(`face_recog_ws_frames_total{outcome="${outcome}"}`);
+    const decodes = () => metric('face_recog_inference_seconds_count{model="image",stage="decode"}');
+    const before = { processed: await frames('processed'), cancelled: await frames('cancelled'), dropped: await frames('dropped'), decodes: await decodes() };
+    const searches = server.gallery.searches;
+
+    // Frame 1 waits for the busy slot (in progress for the connection), 2 waits behind it and 3 replaces 2.
+    const busy = holdSlot(server.scheduler);
+    for (let id = 1; id <= 3; id++) client.send({ type: 'frame', image: base64Of(FRAME), id });
+    await vi.waitFor(async () => expect((await frames('dropped')) - before.dropped).toBe(1), { timeout: 30_000, interval: 10 });
+    client.socket.close();
+    await client.closed;
+    // The waiting frame goes with the connection...
+    await vi.waitFor(async () => expect((await frames('cancelled')) - before.cancelled).toBe(1), { timeout: 30_000, interval: 10 });
+    busy.release();
+    // ...and the one in progress ends after its inference, unanswered.
+    await vi.waitFor(async () => expect((await frames('cancelled')) - before.cancelled).toBe(2), { timeout: 30_000, interval: 10 });
+    await server.scheduler.idle();
+
+    expect((await frames('processed')) - before.processed).toBe(0);
+    expect((await decodes()) - before.decodes).toBe(1);
+    expect(server.gallery.searches).toBe(searches);
+    expect(client.messages).toEqual([]);
+  });
+
+  it('runs each connection\'s stage over its results before sending them, and closes it with the connection', async () => {
+    const opened: unknown[] = [];
+    const closed: unknown[] = [];
+    const gallery = new MemoryGallery();
+    await gallery.enroll('obama', 'faces/obama/2.jpg');
+    const staged = await startServer({
+      gallery,
+      openConnectionStage: ({ request, send }) => {
+        const camera = (request.query as { camera?: string }).camera;
+        opened.push(camera);
+        return {
+          results: (faces, frame) => {
+            send({ type: 'error', code: 'internal', message: `stage saw frame ${frame.id}`, id: frame.id, faces: [], count: 0 });
+            return faces.map((face) => ({ ...face, visitor_id: `${camera}:${face.visitor_id}`, track_id: `${camera}-track` }));
+          },
+          close: () => closed.push(camera),
+        };
+      },
+    });
+    try {
+      const client = await connect('/ws/realtime?camera=lobby', {}, staged);
+      client.send({ type: 'frame', image: base64Of(FRAME), id: 'f1' });
+      const [own, results] = await client.receive(2);
+      expect(own).toMatchObject({ type: 'error', id: 'f1', message: 'stage saw frame f1' });
+      expect(results).toMatchObject({ type: 'results', id: 'f1', count: 1, faces: [{ visitor_id: 'lobby:obama', matched: true }] });
+      expect(opened).toEqual(['lobby']);
+      client.socket.close();
+      await client.closed;
+      await vi.waitFor(() => expect(closed).toEqual(['lobby']), { timeout: 30_000, interval: 10 });
+    } finally {
+      await staged.close();
     }
   });
 

@@ -47,8 +47,10 @@ describe.skipIf(fixturesMissing)('service', () => {
       expect(down.status).toBe('degraded');
       expect(down.reasons.join(' ')).toContain('connection refused');
 
-      server.gallery.outage = null;
-      server.setGallery(null);
+    });
+
+    it('says starting while the gallery starts', async () => {
+      const server = await start({ galleryStarting: true });
       const noGallery = await (await fetch(`${server.url}/health`)).json();
       expect(noGallery).toMatchObject({ status: 'starting', gallery: null });
     });
@@ -93,13 +95,15 @@ describe.skipIf(fixturesMissing)('service', () => {
     it('documents the WebSocket: the upgrade route, each message type with faces and count', async () => {
       const spec = await (await fetch(`${server.url}/openapi.json`)).json();
       const realtime = spec.paths['/ws/realtime'].get;
-      expect(realtime.description).toMatch(/results[\s\S]*dropped[\s\S]*error/);
+      expect(realtime.description).toMatch(/results[\s\S]*event[\s\S]*dropped[\s\S]*error/);
       const messages = realtime.responses['101'].content['application/json'].schema.anyOf;
-      expect(messages.map((m: any) => m.properties.type.enum)).toEqual([['results'], ['dropped'], ['error']]);
+      expect(messages.map((m: any) => m.properties.type.enum)).toEqual([['results'], ['event'], ['dropped'], ['error']]);
+      expect(realtime.parameters.map((p: any) => `${p.in} ${p.name}`)).toEqual(['query camera', 'query api_key']);
       for (const message of messages) expect(message.required).toEqual(expect.arrayContaining(['type', 'faces', 'count']));
       expect(spec.paths['/ws/realtimetime'].get.deprecated).toBe(true);
       const schemas = spec.components.schemas;
-      expect(Object.keys(schemas)).toEqual(expect.arrayContaining(['RealtimeFrame', 'RealtimeResults', 'RealtimeDropped', 'RealtimeErrorMessage']));
+      expect(Object.keys(schemas)).toEqual(expect.arrayContaining(['RealtimeFrame', 'RealtimeResults', 'RealtimeEvent', 'RealtimeDropped', 'RealtimeErrorMessage']));
+      expect(schemas.RealtimeEvent.required).toEqual(['type', 'event', 'visitor_id', 'track_id', 'camera', 'confidence', 'at', 'faces', 'count']);
       expect(schemas.RealtimeFrame.required).toEqual(['type', 'image']);
       expect(Object.keys(schemas.RealtimeResults.properties.faces.items.properties)).toEqual([
         'bbox',
@@ -108,6 +112,7 @@ describe.skipIf(fixturesMissing)('service', () => {
         'confidence',
         'visitor_id',
         'matched',
+        'track_id',
       ]);
     });
 

@@ -2,7 +2,7 @@
 // with 1001 after their last answer.
 import http from 'node:http';
 import net from 'node:net';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
 import { fixturesMissing } from '../helpers/fixtures.js';
 import { base64Of, holdSlot, startServer, type TestServer } from './helpers/server.js';
@@ -66,6 +66,19 @@ describe.skipIf(fixturesMissing)('graceful shutdown', () => {
     await closing;
   });
 
+  it('refuses a request when the shutdown begins later in the turn in which it arrived, as a SIGTERM that came with its bytes does', async () => {
+    const server = await startServer();
+    let closing: Promise<void> | undefined;
+    // Fastify's own 'request' listener has admitted the request when this one runs.
+    server.app.server.once('request', () => {
+      closing = server.close();
+    });
+    const late = await getFresh(server, '/health');
+    expect(late.status).toBe(503);
+    expect(late.body.error.code).toBe('not_ready');
+    await closing;
+  });
+
   it('ends kept-alive connections after their last answer, so they do not hold the shutdown open', async () => {
     const server = await startServer();
     const busy = holdSlot(server.scheduler);
@@ -84,7 +97,7 @@ describe.skipIf(fixturesMissing)('graceful shutdown', () => {
     expect(received).toMatch(/^connection: close/im);
   });
 
-  it('answers the frame in progress, reports the waiting one dropped, then closes WebSockets with 1001', async () => {
+  it('answers the frame in progress, reports the waiting one and any arriving after dropped, then closes WebSockets with 1001', async () => {
     const server = await startServer();
     const client = new WebSocket(`${server.wsUrl}/ws/realtime`);
     await new Promise((resolve, reject) => client.once('open', resolve).once('error', reject));
@@ -96,23 +109,31 @@ describe.skipIf(fixturesMissing)('graceful shutdown', () => {
     for (const id of ['current', 'waiting', 'newest']) client.send(JSON.stringify({ type: 'frame', image: base64Of(IMAGE), id }));
     await until(() => server.scheduler.depth() === 1, 'the first frame to be queued');
     // 'waiting' was replaced by 'newest' once the metric counts one dropped frame.
-    for (let i = 0; i < 500; i++) {
-      const metrics = await (await fetch(`${server.url}/metrics`)).text();
-      if (/face_recog_ws_frames_total\{outcome="dropped"\} 1/.test(metrics)) break;
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
+    await vi.waitFor(async () => expect(await (await fetch(`${server.url}/metrics`)).text()).toMatch(/face_recog_ws_frames_total\{outcome="dropped"\} 1/), {
+      timeout: 30_000,
+      interval: 5,
+    });
     const closing = server.close();
-    // While the socket's last frame is pending, the listener is still open: new requests are told to go away.
-    let late = await getFresh(server, '/health');
-    for (let i = 0; i < 200 && late.status === 200; i++) late = await getFresh(server, '/health');
+    // While the socket's last frame is pending, the listener is still open: new requests are told
+    // to go away, from the first one sent after the close began (Fastify's own closing state comes
+    // only after its close hooks, so the service refuses on its own).
+    expect(server.service.closing).toBe(true);
+    const late = await getFresh(server, '/health');
     expect(late.status).toBe(503);
     expect(late.body.error.code).toBe('not_ready');
     expect(late.headers.connection).toBe('close');
+    // Once the socket is told to finish (the waiting frame counted dropped), a frame that arrives is
+    // reported dropped at once.
+    const dropped = async () => (await server.service.metrics.registry.getSingleMetricAsString('face_recog_ws_frames_total')).match(/outcome="dropped"\} (\d+)/)?.[1];
+    await vi.waitFor(async () => expect(await dropped()).toBe('2'), { timeout: 30_000, interval: 5 });
+    client.send(JSON.stringify({ type: 'frame', image: base64Of(IMAGE), id: 'late' }));
+    await vi.waitFor(() => expect(messages).toHaveLength(1), { timeout: 30_000, interval: 5 });
     busy.release();
 
     expect(await closed).toBe(1001);
-    // The frame in progress is answered; the one still waiting is reported dropped, not silently lost.
+    // The frame in progress is answered; the ones still waiting or arriving are reported dropped, not silently lost.
     expect(messages).toEqual([
+      { type: 'dropped', ids: ['late'], faces: [], count: 0 },
       expect.objectContaining({ type: 'results', id: 'current', count: 1 }),
       { type: 'dropped', ids: ['waiting', 'newest'], faces: [], count: 0 },
     ]);

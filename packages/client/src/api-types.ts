@@ -51,7 +51,7 @@ export type FrameId = string | number;
 /**
  * Service to client: every message carries `faces` and `count`
  */
-export type RealtimeMessage = RealtimeResults | RealtimeDropped | RealtimeErrorMessage;
+export type RealtimeMessage = RealtimeResults | RealtimeEvent | RealtimeDropped | RealtimeErrorMessage;
 export interface DetectRequest {
   /**
    * The image: plain base64 (standard or URL-safe) or a data:image/...;base64, URL. JPEG, PNG or WebP.
@@ -231,7 +231,7 @@ export interface HealthResponse {
   };
   uptime_s: number;
 }
-export interface RecognizedFace {
+export interface RealtimeFace {
   bbox: BBox;
   landmarks: Landmarks;
   /**
@@ -239,17 +239,21 @@ export interface RecognizedFace {
    */
   detection_confidence: number;
   /**
-   * Cosine similarity to the best visitor, in [-1, 1]; null when the gallery is empty or the face was not embedded (beyond MAX_FACES)
+   * Named track: the track's mean similarity to its visitor. Otherwise this frame's similarity to the best visitor, in [-1, 1]; null when the gallery is empty or the face was not embedded (beyond MAX_FACES)
    */
   confidence: number | null;
   /**
-   * The matched visitor; null unless matched
+   * The visitor the track's frames name; null until they do
    */
   visitor_id: string | null;
   /**
-   * confidence >= threshold
+   * The track's frames name a visitor: 3 of its last 5 at or above the threshold, their mean 0.1 above it
    */
   matched: boolean;
+  /**
+   * The same while the face stays in view of this connection; a new one for a new person or the same one back
+   */
+  track_id: string;
 }
 /**
  * Frames skipped unanswered: a newer frame arrived while they waited (or the service shut down)
@@ -281,6 +285,38 @@ export interface RealtimeErrorMessage {
   count: 0;
 }
 /**
+ * A visitor arrived: a track was named, and the visitor had not been in view of this camera for EVENT_COOLDOWN_S. Sent on the socket before that frame's results, and POSTed to WEBHOOK_URL
+ */
+export interface RealtimeEvent {
+  type: 'event';
+  event: 'arrived';
+  /**
+   * The visitor the track was named
+   */
+  visitor_id: string;
+  /**
+   * The track of the visitor's face, as in results
+   */
+  track_id: string;
+  /**
+   * The connection's ?camera=; null when it gave none
+   */
+  camera: string | null;
+  /**
+   * The track's mean similarity to the visitor when it was named
+   */
+  confidence: number;
+  /**
+   * When the frame that named the track arrived
+   */
+  at: string;
+  /**
+   * @maxItems 0
+   */
+  faces: [];
+  count: 0;
+}
+/**
  * Client to service: a camera frame to recognise
  */
 export interface RealtimeFrame {
@@ -300,7 +336,7 @@ export interface RealtimeResults {
   /**
    * Every detected face, most confident first
    */
-  faces: RecognizedFace[];
+  faces: RealtimeFace[];
   /**
    * faces.length
    */
@@ -309,6 +345,16 @@ export interface RealtimeResults {
    * From receiving the frame to answering it
    */
   latency_ms: number;
+}
+export interface RealtimeQuery {
+  /**
+   * Names the camera; events carry it, and a visitor's arrival is announced once per visit per camera name. 1 to 64 printable characters. Unset: the connection is a camera of its own
+   */
+  camera?: string;
+  /**
+   * The API key, for WebSocket clients that cannot set headers
+   */
+  api_key?: string;
 }
 export interface RecognizeRequest {
   /**
@@ -335,6 +381,26 @@ export interface RecognizeRequest {
    * Overlap above which boxes merge (default DETECT_NMS).
    */
   nms_threshold?: number;
+}
+export interface RecognizedFace {
+  bbox: BBox;
+  landmarks: Landmarks;
+  /**
+   * Detector score, 0..1
+   */
+  detection_confidence: number;
+  /**
+   * Cosine similarity to the best visitor, in [-1, 1]; null when the gallery is empty or the face was not embedded (beyond MAX_FACES)
+   */
+  confidence: number | null;
+  /**
+   * The matched visitor; null unless matched
+   */
+  visitor_id: string | null;
+  /**
+   * confidence >= threshold
+   */
+  matched: boolean;
 }
 export interface RecognizeResponse {
   /**

@@ -1,11 +1,12 @@
 // The realtime camera helper over /ws/realtime. A camera produces frames faster than recognition
 // answers, so at most one frame is in flight and only the newest waiting frame is kept: results
 // always describe a recent picture and nothing piles up. The connection comes back by itself with
-// exponential backoff and jitter after the service restarts or the network drops.
+// exponential backoff and jitter after the service restarts or the network drops. Each face of a
+// result carries its track; a visitor's arrival comes as an `event`.
 import { Emitter } from './emitter.js';
 import { FaceRecogApiError, FaceRecogClientError, FaceRecogNetworkError } from './errors.js';
 import { bytesToBase64 } from './image.js';
-import type { FrameId, RealtimeMessage, RealtimeResults } from './types.js';
+import type { FrameId, RealtimeEvent, RealtimeMessage, RealtimeResults } from './types.js';
 
 /** What the helper needs of a WebSocket: the browser's, Node 22's global one and the `ws` package all fit. */
 export interface WebSocketLike {
@@ -33,6 +34,12 @@ export interface RealtimeOptions {
   frameTimeoutMs?: number | undefined;
   /** Default `/ws/realtime`. */
   path?: string | undefined;
+  /**
+   * Names the camera (`?camera=`, 1 to 64 printable characters): events carry it, and a visitor
+   * is announced once per visit per camera, whichever connection of it sees them. Unset: the
+   * connection is a camera of its own.
+   */
+  camera?: string | undefined;
 }
 
 export interface RealtimeResultsEvent extends RealtimeResults {
@@ -62,6 +69,8 @@ export interface RealtimeCloseEvent {
 export interface RealtimeEvents {
   open: { url: string };
   results: RealtimeResultsEvent;
+  /** A visitor arrived: their face's track was named (sent before that frame's results). */
+  event: RealtimeEvent;
   dropped: RealtimeDroppedEvent;
   error: RealtimeErrorEvent;
   close: RealtimeCloseEvent;
@@ -117,6 +126,7 @@ export class RealtimeClient extends Emitter<RealtimeEvents> {
     this.options = options;
     const url = new URL(options.path ?? DEFAULT_PATH, options.baseUrl.replace(/\/?$/, '/'));
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    if (options.camera !== undefined) url.searchParams.set('camera', options.camera);
     if (options.apiKey) url.searchParams.set('api_key', options.apiKey);
     this.url = url.href;
   }
@@ -250,6 +260,10 @@ export class RealtimeClient extends Emitter<RealtimeEvents> {
         this.emit('results', { ...message, roundTripMs });
         break;
       }
+      case 'event':
+        // Not an answer: the frame's results follow.
+        this.emit('event', message);
+        break;
       case 'dropped':
         if (this.inFlight && message.ids.includes(this.inFlight.id)) this.settle();
         this.emit('dropped', { ids: message.ids, reason: 'service' });

@@ -3,7 +3,7 @@
 // of at its next poll.
 import type { Command } from 'commander';
 import { loadConfig } from '../../config.js';
-import { withConfiguredDatabase } from '../../gallery/connect.js';
+import { withConfiguredDatabase } from '../database.js';
 import { embeddedConnection } from '../../gallery/embedded.js';
 import { NOTIFY_FUNCTION } from '../../gallery/service-schema.js';
 import { installTriggers, uninstallTriggers } from '../../gallery/triggers.js';

@@ -2,7 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import sharp from 'sharp';
-import { loadConfig, type Config } from '../../config.js';
+import { engineOptions, loadConfig, type Config } from '../../config.js';
 import type { Face } from '../../engine/detect.js';
 import { cosineSimilarity } from '../../engine/embed.js';
 import { FaceEngine } from '../../engine/engine.js';
@@ -10,29 +10,22 @@ import { FaceDetector } from '../../engine/face-detector.js';
 import { decodeImage, type RgbImage } from '../../engine/image.js';
 import { downloadProgressReporter } from '../../engine/models/progress.js';
 import { MODELS, getModel } from '../../engine/models/registry.js';
-import { ensureModel, sha256File, type ModelStoreOptions } from '../../engine/models/store.js';
+import { ensureModel, sha256File } from '../../engine/models/store.js';
 import { FaceRecogError } from '../../errors.js';
 import { clampSimilarity } from '../../server/recognition.js';
 
-function storeOptions(config: Config): ModelStoreOptions {
-  return { dir: config.models.dir, offline: config.models.offline, mirror: config.models.mirror ?? undefined, onProgress: downloadProgressReporter() };
+/** The configured models, downloaded with a progress bar where missing. */
+function modelOptions(config: Config) {
+  return { ...engineOptions(config), onProgress: downloadProgressReporter() };
 }
 
 async function loadEngine(): Promise<FaceEngine> {
-  const config = loadConfig();
-  return FaceEngine.load({
-    ...storeOptions(config),
-    detector: config.models.detector,
-    recognizer: config.models.recognizer,
-    detect: config.detect,
-    intraOpThreads: config.inference.intraOpThreads,
-  });
+  return FaceEngine.load(modelOptions(loadConfig()));
 }
 
 /** The detector alone (DETECTOR with the DETECT_* settings): detecting needs no recognizer model. */
 async function loadDetector(): Promise<FaceDetector> {
-  const config = loadConfig();
-  return FaceDetector.load({ ...storeOptions(config), detector: config.models.detector, detect: config.detect, intraOpThreads: config.inference.intraOpThreads });
+  return FaceDetector.load(modelOptions(loadConfig()));
 }
 
 /** The decoded image file; a file that cannot be read is one clear error, not a stack trace. */
@@ -136,7 +129,7 @@ export function registerEngineCommands(program: Command): void {
       const wanted = names.length > 0 ? names : [config.models.detector, config.models.recognizer];
       for (const name of wanted) {
         const manifest = getModel(name);
-        const path = await ensureModel(manifest, storeOptions(config));
+        const path = await ensureModel(manifest, modelOptions(config));
         const sha256 = await sha256File(path);
         if (sha256 !== manifest.sha256) {
           throw new FaceRecogError(

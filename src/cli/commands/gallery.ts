@@ -1,6 +1,6 @@
 // `face-recog gallery status`: what the gallery would find in the database.
 import type { Command } from 'commander';
-import { withConfiguredDatabase } from '../../gallery/connect.js';
+import { withConfiguredDatabase } from '../database.js';
 import { redactUrl } from '../../gallery/db.js';
 import { cacheCounts } from '../../gallery/feature-cache.js';
 import { migrate } from '../../gallery/migrations.js';

@@ -2,7 +2,7 @@
 // visitor backend would (used by the README demo and for trying the service without a backend).
 import type { Command } from 'commander';
 import { redactUrl } from '../../gallery/db.js';
-import { withConfiguredDatabase } from '../../gallery/connect.js';
+import { withConfiguredDatabase } from '../database.js';
 import { importTargets, importVisitor, planImport, type StoredAs } from '../../gallery/importer.js';
 import { FaceRecogError } from '../../errors.js';
 

@@ -1,14 +1,14 @@
-// A real service on a free port: real engine (YuNet + MobileFaceNet from the test models), an
-// in-memory gallery, logs captured so tests can check what they contain.
+// A real service on a free port, composed as `npm start` composes it (createService): the real
+// engine (YuNet + MobileFaceNet from the test models), an in-memory gallery, logs captured so
+// tests can check what they contain.
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { loadConfig, type Config } from '../../../src/config.js';
 import type { FaceEngine } from '../../../src/engine/engine.js';
-import type { Gallery } from '../../../src/gallery/types.js';
-import { buildApp } from '../../../src/server/app.js';
 import { createLogger } from '../../../src/server/logging.js';
-import { ServiceMetrics } from '../../../src/server/metrics.js';
-import { InferenceScheduler } from '../../../src/server/scheduler.js';
+import type { OpenConnectionStage } from '../../../src/server/realtime.js';
+import type { InferenceScheduler } from '../../../src/server/scheduler.js';
+import { createService, type Service } from '../../../src/server/service.js';
 import { MODELS_DIR, readTestdata, testEngine } from '../../helpers/fixtures.js';
 import { MemoryGallery } from './memory-gallery.js';
 
@@ -16,19 +16,30 @@ export interface TestServer {
   url: string;
   wsUrl: string;
   app: FastifyInstance;
+  service: Service;
   config: Config;
   scheduler: InferenceScheduler;
   gallery: MemoryGallery;
   /** Everything logged so far, one JSON line per entry. */
   logs: string[];
-  /** Swaps what the app sees (null: still loading / starting). */
-  setEngine(engine: FaceEngine | null): void;
-  setGallery(gallery: Gallery | null): void;
+  /** The models "finish loading" with this engine. */
+  setEngine(engine: FaceEngine): void;
   close(): Promise<void>;
 }
 
-export async function startServer(options: { env?: Record<string, string>; engine?: 'loaded' | 'loading'; gallery?: MemoryGallery } = {}): Promise<TestServer> {
-  const config = loadConfig({ RECOGNIZER: 'mobilefacenet', MODELS_DIR, MODELS_OFFLINE: '1', LOG_LEVEL: 'info', ...options.env });
+export interface TestServerOptions {
+  env?: Record<string, string>;
+  /** 'loading': the models never finish loading (until setEngine). */
+  engine?: 'loaded' | 'loading';
+  gallery?: MemoryGallery;
+  /** The gallery is still starting: the service does not have it. */
+  galleryStarting?: boolean;
+  openConnectionStage?: OpenConnectionStage;
+}
+
+export async function startServer(options: TestServerOptions = {}): Promise<TestServer> {
+  // One pipeline at a time, as the in-process test engine runs them: holdSlot() then makes the service busy.
+  const config = loadConfig({ RECOGNIZER: 'mobilefacenet', MODELS_DIR, MODELS_OFFLINE: '1', LOG_LEVEL: 'info', HOST: '127.0.0.1', PORT: '0', INFERENCE_CONCURRENCY: '1', ...options.env });
   const logs: string[] = [];
   const sink = new Writable({
     write(chunk, _encoding, callback) {
@@ -36,37 +47,25 @@ export async function startServer(options: { env?: Record<string, string>; engin
       callback();
     },
   });
-  let engine: FaceEngine | null = options.engine === 'loading' ? null : await testEngine();
-  const memoryGallery = options.gallery ?? new MemoryGallery();
-  let gallery: Gallery | null = memoryGallery;
-  const scheduler = new InferenceScheduler(config.inference);
-  const metrics = new ServiceMetrics({ scheduler, gallery: () => gallery });
-  const app = await buildApp({
-    config,
+  const gallery = options.gallery ?? new MemoryGallery();
+  const service = await createService(config, {
     logger: createLogger(config.logLevel, sink),
-    engine: () => engine,
-    gallery: () => gallery,
-    scheduler,
-    metrics,
+    openConnectionStage: options.openConnectionStage,
   });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const address = app.server.address();
-  if (address === null || typeof address === 'string') throw new Error('server has no TCP address');
+  if (!options.galleryStarting) service.useGallery(gallery);
+  if (options.engine !== 'loading') service.useEngine(await testEngine());
+  const address = new URL(await service.listen());
   return {
     url: `http://127.0.0.1:${address.port}`,
     wsUrl: `ws://127.0.0.1:${address.port}`,
-    app,
+    app: service.app,
+    service,
     config,
-    scheduler,
-    gallery: memoryGallery,
+    scheduler: service.scheduler,
+    gallery,
     logs,
-    setEngine: (next) => {
-      engine = next;
-    },
-    setGallery: (next) => {
-      gallery = next;
-    },
-    close: () => app.close(),
+    setEngine: (engine) => service.useEngine(engine),
+    close: () => service.close(),
   };
 }
 

@@ -4,13 +4,10 @@
 import type { FastifyInstance } from 'fastify';
 import { loadConfig } from '../../../../src/config.js';
 import { cosineSimilarity } from '../../../../src/engine/embed.js';
-import type { FaceEngine } from '../../../../src/engine/engine.js';
 import type { ImagePage } from '../../../../src/gallery/images.js';
 import type { Gallery, GalleryStatus, Match } from '../../../../src/gallery/types.js';
-import { buildApp } from '../../../../src/server/app.js';
 import { createLogger } from '../../../../src/server/logging.js';
-import { ServiceMetrics } from '../../../../src/server/metrics.js';
-import { InferenceScheduler } from '../../../../src/server/scheduler.js';
+import { createService } from '../../../../src/server/service.js';
 import { MODELS_DIR, loadTestImage, testEngine } from '../../../../test/helpers/fixtures.js';
 
 /** Visitors enrolled from photos: the best image per visitor wins, as in the real gallery. */
@@ -72,21 +69,18 @@ export interface ServiceOptions {
 }
 
 export async function startService(options: ServiceOptions = {}): Promise<RunningService> {
-  const config = loadConfig({ RECOGNIZER: 'mobilefacenet', MODELS_DIR, MODELS_OFFLINE: '1', LOG_LEVEL: 'warn', ...options.env });
-  const engine: FaceEngine | null = options.loading ? null : await testEngine();
-  const gallery = options.gallery ?? new PhotoGallery();
-  const scheduler = new InferenceScheduler(config.inference);
-  const metrics = new ServiceMetrics({ scheduler, gallery: () => gallery });
-  const app = await buildApp({
-    config,
-    logger: createLogger(config.logLevel),
-    engine: () => engine,
-    gallery: () => gallery,
-    scheduler,
-    metrics,
+  const config = loadConfig({
+    RECOGNIZER: 'mobilefacenet',
+    MODELS_DIR,
+    MODELS_OFFLINE: '1',
+    LOG_LEVEL: 'warn',
+    HOST: '127.0.0.1',
+    PORT: String(options.port ?? 0),
+    ...options.env,
   });
-  await app.listen({ host: '127.0.0.1', port: options.port ?? 0 });
-  const address = app.server.address();
-  if (address === null || typeof address === 'string') throw new Error('service has no TCP address');
-  return { url: `http://127.0.0.1:${address.port}`, port: address.port, app, close: () => app.close() };
+  const service = await createService(config, { logger: createLogger(config.logLevel) });
+  service.useGallery(options.gallery ?? new PhotoGallery());
+  if (!options.loading) service.useEngine(await testEngine());
+  const { port } = new URL(await service.listen());
+  return { url: `http://127.0.0.1:${port}`, port: Number(port), app: service.app, close: () => service.close() };
 }
