@@ -143,7 +143,7 @@ describe.skipIf(fixturesMissing)('face-recog visitors / gallery / db commands', 
       expect(triggers).toEqual([]);
       await db.query(`DELETE FROM visitor_images WHERE visitor_id LIKE '${STORED_FACE_PREFIX}%'`);
       const [match] = await gallery.search([storedFace]);
-      expect(match?.visitorId ?? null).not.toMatch(new RegExp(`^${STORED_FACE_PREFIX}`));
+      expect(match?.visitorId ?? '').not.toMatch(new RegExp(`^${STORED_FACE_PREFIX}`));
       // The stale candidates woke the sync, which reconciles.
       await waitFor('the deleted faces to leave the gallery', () => (gallery.status().faces === 7 ? true : undefined));
     });
