@@ -1,11 +1,13 @@
 // The service's gallery at scale. Real visitors are stored as the visitor backend would store them
 // (rows in the guide's tables, which the service reads on its own); beyond the real photos, the
-// gallery is filled with synthetic faces (`face-recog gallery synth`, random unit vectors in the
-// feature cache), which the service loads when it starts.
+// gallery is filled with stored faces (stored-faces.ts: rows in visitor_images whose cached face is
+// a random unit vector), which the service loads, and matches against their rows, as any other.
+import { getRecognizer } from '../src/engine/models/registry.js';
 import type { Database } from '../src/gallery/db.js';
-import { round2, type Latency } from './common.js';
+import { RECOGNIZER, round2, type Latency } from './common.js';
 import { visitorId, type StoredPhoto } from './inputs.js';
 import { Service, type Memory } from './service.js';
+import { storeFaces } from './stored-faces.js';
 
 const SYNC_TIMEOUT_MS = 10 * 60_000;
 
@@ -43,24 +45,30 @@ export async function reconcileRate(service: Service, db: Database, photos: Stor
 
 export interface Growth {
   service: Service;
-  /** Synthetic faces added, and how long `face-recog gallery synth` took to write them. */
+  /** Stored faces added, and how long writing their rows and cached faces took (the service stopped). */
   added: number;
   synthSeconds: number;
   /** From starting the service again to every face searchable. */
   loadSeconds: number;
 }
 
-/** Adds synthetic faces up to `faces`, then restarts the service so that it loads them. */
+/** Stops the service, stores faces up to `faces` in its database, and starts it again: it loads them. */
 export async function growTo(service: Service, faces: number): Promise<Growth> {
   const now = await service.gallery();
   const added = faces - now.faces;
-  let started = performance.now();
-  await service.cli(['gallery', 'synth', '--count', String(added)]);
-  const synthSeconds = (performance.now() - started) / 1000;
   await service.stop();
+  let started = performance.now();
+  const database = await service.database();
+  try {
+    await storeFaces(database.db, { model: RECOGNIZER, dimension: getRecognizer(RECOGNIZER).dimension, count: added, first: now.faces });
+  } finally {
+    await database.close();
+  }
+  const synthSeconds = (performance.now() - started) / 1000;
   started = performance.now();
   const restarted = await Service.start(service.dataDir);
-  await restarted.waitForImages(faces + now.failed, SYNC_TIMEOUT_MS);
+  const after = await restarted.waitForImages(faces + now.failed, SYNC_TIMEOUT_MS);
+  if (after.failed > now.failed) throw new Error(`${after.failed - now.failed} stored faces were extracted (and failed) instead of loaded`);
   const loadSeconds = (performance.now() - started) / 1000;
   return { service: restarted, added, synthSeconds: round2(synthSeconds), loadSeconds: round2(loadSeconds) };
 }

@@ -141,12 +141,12 @@ function gallerySection(r: BenchResults): string {
   return [
     `Recognize over HTTP (the same 640x480 JPEG, p50/p95 ms) as the gallery grows. The first ${n(100)} faces are real visitors (test photos ` +
       `stored as JPEG, longer side <= ${g.stored_max_side} px, in \`visitors\`); the ${n(g.reconcile.images)} reconciled images join them; beyond that the ` +
-      'gallery is filled with `face-recog gallery synth` (random unit vectors in the feature cache) and the service is restarted to load them. ' +
+      'gallery is filled with stored faces (bench/stored-faces.ts: rows in `visitor_images`, each with its cached face, a random unit vector) and the service is restarted to load them. ' +
       'RSS is the service process (VmRSS, and VmHWM as the peak) after the timed requests; PostgreSQL runs in its own processes and is not counted. ' +
-      '"synth s" is the time to write the added synthetic faces, "load s" the time from starting the service to every face searchable. ' +
+      '"store s" is the time to write the added rows and their cached faces, "load s" the time from starting the service to every face searchable. ' +
       'The stage columns are the service\'s own mean times per recognize request (from its /metrics), so they show where the time goes as the gallery grows.',
     '',
-    table(['faces', 'recognize p50', 'p95', 'decode', 'detect', 'embed', 'search', 'RSS MB', 'peak RSS MB', 'synth s', 'load s'], rows),
+    table(['faces', 'recognize p50', 'p95', 'decode', 'detect', 'embed', 'search', 'RSS MB', 'peak RSS MB', 'store s', 'load s'], rows),
     ...rssPerFace(r),
   ].join('\n');
 }

@@ -50,7 +50,7 @@ export interface BenchResults {
     peak_rss_mb: BySize<number>;
     /** Per size, the service's mean ms per pipeline stage during the recognize requests (its /metrics). */
     recognize_stage_ms: BySize<Record<string, number>>;
-    /** Seconds `face-recog gallery synth` took to write the synthetic faces added for this size. */
+    /** Seconds taken to write the stored faces added for this size (rows and cached faces, bench/stored-faces.ts). */
     synth_s: BySize<number>;
     /** Seconds from starting the service to every face searchable. */
     load_s: BySize<number>;

@@ -183,7 +183,7 @@ async function main(): Promise<void> {
         section(`gallery of ${faces.toLocaleString('en-US')} faces`);
         const growth = await growTo(service, faces);
         service = growth.service;
-        console.log(`synth of ${growth.added} faces: ${growth.synthSeconds} s; restart to searchable: ${growth.loadSeconds} s`);
+        console.log(`${growth.added} stored faces written: ${growth.synthSeconds} s; restart to searchable: ${growth.loadSeconds} s`);
         const [recognize, stagesMs] = await withStageMeans(service, () => timeRequests(api('recognize'), queryBody, PLAN.requests, expectQueryVisitor));
         const recognize8 = await timeRequests(api('recognize'), eightBody, PLAN.requests, expectEightFaces);
         points.push({ faces, recognize, recognize8, stagesMs, memory: service.memory(), synthSeconds: growth.synthSeconds, loadSeconds: growth.loadSeconds });

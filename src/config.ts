@@ -56,8 +56,10 @@ export interface Config {
   gallery: {
     /** How often the visitor tables are checked for changes. */
     pollMs: number;
-    /** Images extracted per batch while reconciling. */
+    /** Images fetched and saved per batch while reconciling. */
     batchSize: number;
+    /** Stored images being extracted at once while reconciling. */
+    concurrency: number;
   };
 }
 
@@ -204,6 +206,7 @@ export function loadConfig(env: Env = process.env): Config {
     gallery: {
       pollMs: number(env, 'GALLERY_POLL_MS', 500, { min: 50, integer: true }),
       batchSize: number(env, 'GALLERY_BATCH', 16, { min: 1, max: 1000, integer: true }),
+      concurrency: number(env, 'GALLERY_CONCURRENCY', 4, { min: 1, max: 64, integer: true }),
     },
   };
 }

@@ -8,8 +8,8 @@ import type { Hit, VectorIndex } from './vector-index.js';
 export interface Face {
   featureId: number;
   visitorId: string;
-  /** The row version the embedding came from; null for synthetic faces. */
-  source: SourceRow | null;
+  /** The row version the embedding came from. */
+  source: SourceRow;
   /** False for a stored image that yielded no face: known, counted, not searchable. */
   searchable: boolean;
 }
@@ -25,6 +25,7 @@ export class Catalog {
   readonly index: VectorIndex;
   /** Per table, by ctid (the row's slot): keys are the ctid strings the faces hold anyway. */
   private readonly bySlot = new Map<SourceTable, Map<string, Face>>(SOURCE_TABLES.map((t) => [t, new Map()]));
+  /** Every known stored image by feature id, searchable or not. */
   private readonly byFeature = new Map<number, Face>();
   private readonly facesPerVisitor = new Map<string, number>();
   private failedCount = 0;
@@ -34,7 +35,7 @@ export class Catalog {
   }
 
   get faces(): number {
-    return this.byFeature.size;
+    return this.byFeature.size - this.failedCount;
   }
 
   get visitors(): number {
@@ -50,36 +51,31 @@ export class Catalog {
     const replaced: Face[] = [];
     const vectors: { key: number; vector: Float32Array }[] = [];
     for (const f of features) {
-      if (f.source) {
-        const previous = this.slots(f.source.table).get(f.source.ctid);
-        if (previous) replaced.push(previous);
-      }
+      const previous = this.slots(f.source.table).get(f.source.ctid) ?? this.byFeature.get(f.id);
+      if (previous) replaced.push(previous);
       if (f.embedding) vectors.push({ key: f.id, vector: f.embedding });
     }
     await this.remove(replaced);
     await this.index.add(vectors);
     for (const f of features) {
       const face: Face = { featureId: f.id, visitorId: f.visitorId, source: f.source, searchable: f.embedding !== null };
-      if (f.source) this.slots(f.source.table).set(f.source.ctid, face);
-      if (face.searchable) {
-        this.byFeature.set(face.featureId, face);
-        this.facesPerVisitor.set(face.visitorId, (this.facesPerVisitor.get(face.visitorId) ?? 0) + 1);
-      } else {
-        this.failedCount++;
-      }
+      this.slots(f.source.table).set(f.source.ctid, face);
+      this.byFeature.set(face.featureId, face);
+      if (face.searchable) this.facesPerVisitor.set(face.visitorId, (this.facesPerVisitor.get(face.visitorId) ?? 0) + 1);
+      else this.failedCount++;
     }
   }
 
   async remove(faces: Face[]): Promise<void> {
-    const present = faces.filter((f) => (f.source ? this.slots(f.source.table).get(f.source.ctid) === f : this.byFeature.get(f.featureId) === f));
+    const present = [...new Set(faces)].filter((f) => this.byFeature.get(f.featureId) === f);
     await this.index.remove(present.filter((f) => f.searchable).map((f) => f.featureId));
     for (const face of present) {
-      if (face.source) this.slots(face.source.table).delete(face.source.ctid);
+      if (this.slots(face.source.table).get(face.source.ctid) === face) this.slots(face.source.table).delete(face.source.ctid);
+      this.byFeature.delete(face.featureId);
       if (!face.searchable) {
         this.failedCount--;
         continue;
       }
-      this.byFeature.delete(face.featureId);
       const left = (this.facesPerVisitor.get(face.visitorId) ?? 1) - 1;
       if (left === 0) this.facesPerVisitor.delete(face.visitorId);
       else this.facesPerVisitor.set(face.visitorId, left);
@@ -94,13 +90,23 @@ export class Catalog {
       const known = this.slots(table);
       const current = new Map(rows.filter((r) => r.table === table).map((r) => [r.ctid, r]));
       for (const [ctid, face] of known) {
-        if (current.get(ctid)?.xmin !== face.source!.xmin) gone.push(face);
+        if (current.get(ctid)?.xmin !== face.source.xmin) gone.push(face);
       }
       for (const [ctid, row] of current) {
-        if (known.get(ctid)?.source!.xmin !== row.xmin) fresh.push(row);
+        if (known.get(ctid)?.source.xmin !== row.xmin) fresh.push(row);
       }
     }
     return { gone, fresh };
+  }
+
+  /** The known faces of these feature ids (removed from the cache by another replica, say). */
+  byIds(ids: number[]): Face[] {
+    return ids.flatMap((id) => this.byFeature.get(id) ?? []);
+  }
+
+  /** The faces known for these row slots. */
+  bySlots(rows: SourceRow[]): Face[] {
+    return rows.flatMap((r) => this.slots(r.table).get(r.ctid) ?? []);
   }
 
   private slots(table: SourceTable): Map<string, Face> {
@@ -112,7 +118,7 @@ export class Catalog {
     const hits = await this.index.search(queries, k, limit);
     return hits.map((list) => list.flatMap((h: Hit) => {
       const face = this.byFeature.get(h.key);
-      return face ? [{ face, similarity: h.similarity }] : [];
+      return face?.searchable ? [{ face, similarity: h.similarity }] : [];
     }));
   }
 }

@@ -203,10 +203,10 @@ export class Database implements Queryable {
   }
 
   /**
-   * LISTEN on `channel` over a dedicated connection. `onLost` is called once when that
+   * LISTEN on `channels` over a dedicated connection. `onLost` is called once when that
    * connection ends; listen again to resume.
    */
-  async listen(channel: string, onNotify: (payload: string) => void, onLost: (error: FaceRecogError) => void): Promise<Listener> {
+  async listen(channels: string[], onNotify: (channel: string, payload: string) => void, onLost: (error: FaceRecogError) => void): Promise<Listener> {
     const client = new pg.Client({
       connectionString: this.url,
       connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
@@ -225,13 +225,13 @@ export class Database implements Queryable {
     client.on('end', () => lose());
     try {
       await client.connect();
-      await client.query(`LISTEN ${quoteIdentifier(channel)}`);
+      for (const channel of channels) await client.query(`LISTEN ${quoteIdentifier(channel)}`);
     } catch (error) {
       closing = true;
       await client.end().catch(() => undefined);
       throw databaseError(error);
     }
-    client.on('notification', (message) => onNotify(message.payload ?? ''));
+    client.on('notification', (message) => onNotify(message.channel, message.payload ?? ''));
     return {
       close: async () => {
         closing = true;

@@ -16,8 +16,7 @@ export type Outcome =
 
 export interface CachedFeature {
   id: number;
-  /** Null for synthetic rows (benchmarks), which stand for no stored image. */
-  source: SourceRow | null;
+  source: SourceRow;
   visitorId: string;
   /** Null when the image yielded no face. */
   embedding: Float32Array | null;
@@ -34,7 +33,14 @@ export interface CacheCounts {
   model: string;
   ok: number;
   failed: number;
-  synthetic: number;
+}
+
+/** What changed in the cache after a version: rows written (added or replaced), and feature ids removed. */
+export interface CacheChanges {
+  features: CachedFeature[];
+  removed: number[];
+  /** The newest version among them (the one given when nothing changed). */
+  version: number;
 }
 
 const LOAD_PAGE = 20_000;
@@ -71,12 +77,15 @@ export function outcomeOf(row: OutcomeRow): Outcome {
 
 interface FeatureRow {
   feature_id: string;
-  source_table: SourceTable | 'synthetic';
-  source_ctid: string | null;
-  source_xmin: string | null;
+  source_table: SourceTable;
+  source_ctid: string;
+  source_xmin: string;
   visitor_id: string;
   embedding: Buffer | null;
+  version: string;
 }
+
+const FEATURE_COLUMNS = `id::text AS feature_id, source_table, source_ctid::text AS source_ctid, source_xmin::text AS source_xmin, visitor_id, embedding, version::text AS version`;
 
 export class FeatureCache {
   private readonly db: Database;
@@ -89,20 +98,52 @@ export class FeatureCache {
     this.table = db.schema.features;
   }
 
-  /** Every cached row of this model, in pages, oldest first. Rows of other models are ignored. */
-  async load(onPage: (features: CachedFeature[]) => Promise<void>): Promise<void> {
-    for (let after = 0; ; ) {
-      const rows = await this.db.query<FeatureRow>(
-        // The output is named feature_id so that ORDER BY sorts by the bigint column, not its text.
-        `SELECT id::text AS feature_id, source_table, source_ctid::text AS source_ctid, source_xmin::text AS source_xmin, visitor_id, embedding
-           FROM ${this.table} WHERE model = $1 AND id > $2 ORDER BY id LIMIT ${LOAD_PAGE}`,
-        [this.model, after],
+  /**
+   * Every cached row of this model, in pages, oldest first, all in one snapshot; returns that
+   * snapshot's newest version, from which changesSince() follows. Rows of other models are ignored.
+   */
+  async load(onPage: (features: CachedFeature[]) => Promise<void>): Promise<number> {
+    return this.db.transaction(async (tx) => {
+      await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
+      const version = await this.newestVersion(tx);
+      for (let after = 0; ; ) {
+        const rows = await tx.query<FeatureRow>(
+          // The output is named feature_id so that ORDER BY sorts by the bigint column, not its text.
+          `SELECT ${FEATURE_COLUMNS} FROM ${this.table} WHERE model = $1 AND id > $2 ORDER BY id LIMIT ${LOAD_PAGE}`,
+          [this.model, after],
+        );
+        if (rows.length === 0) break;
+        after = Number(rows[rows.length - 1].feature_id);
+        await onPage(rows.map(cachedFeature));
+        if (rows.length < LOAD_PAGE) break;
+      }
+      return version;
+    });
+  }
+
+  private async newestVersion(tx: Queryable): Promise<number> {
+    const [row] = await tx.query<{ version: string }>(
+      `SELECT greatest((SELECT max(version) FROM ${this.table} WHERE model = $1), (SELECT max(version) FROM ${this.db.schema.removals} WHERE model = $1), 0)::text AS version`,
+      [this.model],
+    );
+    return Number(row.version);
+  }
+
+  /** The rows written and the ids removed after `version`, in one snapshot (index range scans: cheap whatever the cache's size). */
+  async changesSince(version: number): Promise<CacheChanges> {
+    return this.db.transaction(async (tx) => {
+      await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
+      const rows = await tx.query<FeatureRow>(
+        `SELECT ${FEATURE_COLUMNS} FROM ${this.table} WHERE model = $1 AND version > $2 ORDER BY version`,
+        [this.model, version],
       );
-      if (rows.length === 0) return;
-      after = Number(rows[rows.length - 1].feature_id);
-      await onPage(rows.map(cachedFeature));
-      if (rows.length < LOAD_PAGE) return;
-    }
+      const removed = await tx.query<{ feature_id: string; version: string }>(
+        `SELECT feature_id::text, version::text FROM ${this.db.schema.removals} WHERE model = $1 AND version > $2 ORDER BY version`,
+        [this.model, version],
+      );
+      const newest = [...rows, ...removed].reduce((max, r) => Math.max(max, Number(r.version)), version);
+      return { features: rows.map(cachedFeature), removed: removed.map((r) => Number(r.feature_id)), version: newest };
+    });
   }
 
   /** Outcomes already known for these image digests (any row identity), by hex digest. */
@@ -117,11 +158,14 @@ export class FeatureCache {
     return new Map(rows.map((r) => [r.digest.toString('hex'), outcomeOf(r)]));
   }
 
-  /** Records outcomes (replacing what was cached for the same row slot); returns their ids in order. */
-  async save(features: NewFeature[]): Promise<number[]> {
-    if (features.length === 0) return [];
+  /**
+   * Records outcomes (replacing what was cached for the same row slot), in the extractor's fenced
+   * transaction `tx`; returns their ids in order and the newest version written.
+   */
+  async save(tx: Queryable, features: NewFeature[]): Promise<{ ids: number[]; version: number }> {
+    if (features.length === 0) return { ids: [], version: 0 };
     const ok = features.map((f) => (f.outcome.status === 'ok' ? f.outcome : null));
-    const rows = await this.db.query<{ slot: string; id: string }>(
+    const rows = await tx.query<{ slot: string; id: string; version: string }>(
       `INSERT INTO ${this.table}
               (model, source_table, source_ctid, source_xmin, visitor_id, image_sha256, status, reason, message, embedding, box, score, rotation)
        SELECT $1, t, c, x, v, d, s, r, m, e, b::real[], sc, ro
@@ -131,8 +175,9 @@ export class FeatureCache {
        ON CONFLICT (model, source_table, source_ctid) WHERE source_ctid IS NOT NULL DO UPDATE SET
               source_xmin = EXCLUDED.source_xmin, visitor_id = EXCLUDED.visitor_id, image_sha256 = EXCLUDED.image_sha256,
               status = EXCLUDED.status, reason = EXCLUDED.reason, message = EXCLUDED.message, embedding = EXCLUDED.embedding,
-              box = EXCLUDED.box, score = EXCLUDED.score, rotation = EXCLUDED.rotation, updated_at = now()
-       RETURNING source_table || ':' || source_ctid::text AS slot, id::text AS id`,
+              box = EXCLUDED.box, score = EXCLUDED.score, rotation = EXCLUDED.rotation, updated_at = now(),
+              version = nextval('${this.db.schema.versions}')
+       RETURNING source_table || ':' || source_ctid::text AS slot, id::text AS id, version::text AS version`,
       [
         this.model,
         features.map((f) => f.row.table),
@@ -150,60 +195,32 @@ export class FeatureCache {
       ],
     );
     const ids = new Map(rows.map((r) => [r.slot, Number(r.id)]));
-    return features.map((f) => ids.get(`${f.row.table}:${f.row.ctid}`)!);
+    return { ids: features.map((f) => ids.get(`${f.row.table}:${f.row.ctid}`)!), version: rows.reduce((max, r) => Math.max(max, Number(r.version)), 0) };
   }
 
-  async remove(ids: number[]): Promise<void> {
-    if (ids.length === 0) return;
-    await this.db.query(`DELETE FROM ${this.table} WHERE id = ANY ($1::bigint[])`, [ids]);
-  }
-
-  /** Which of these synthetic ids are still cached (synthetic rows have no source row to check). */
-  async existingSynthetic(ids: number[], db: Queryable = this.db): Promise<Set<number>> {
-    if (ids.length === 0) return new Set();
-    const rows = await db.query<{ id: string }>(
-      `SELECT id::text AS id FROM ${this.table} WHERE id = ANY ($1::bigint[]) AND source_table = 'synthetic' AND model = $2`,
+  /** Deletes rows (in the extractor's fenced transaction), leaving their ids for the followers; returns the newest version written. */
+  async remove(tx: Queryable, ids: number[]): Promise<number> {
+    if (ids.length === 0) return 0;
+    const [row] = await tx.query<{ version: string | null }>(
+      `WITH gone AS (DELETE FROM ${this.table} WHERE id = ANY ($1::bigint[]) RETURNING id),
+            noted AS (INSERT INTO ${this.db.schema.removals} (model, feature_id) SELECT $2, id FROM gone RETURNING version)
+       SELECT max(version)::text AS version FROM noted`,
       [ids, this.model],
     );
-    return new Set(rows.map((r) => Number(r.id)));
+    return Number(row.version ?? 0);
   }
 }
 
 function cachedFeature(row: FeatureRow): CachedFeature {
-  const source =
-    row.source_table === 'synthetic'
-      ? null
-      : { table: row.source_table, ctid: row.source_ctid!, xmin: Number(row.source_xmin), visitorId: row.visitor_id };
+  const source = { table: row.source_table, ctid: row.source_ctid, xmin: Number(row.source_xmin), visitorId: row.visitor_id };
   return { id: Number(row.feature_id), source, visitorId: row.visitor_id, embedding: row.embedding ? decodeEmbedding(row.embedding) : null };
 }
 
 /** Rows per model and status, for `face-recog gallery status`. */
 export async function cacheCounts(db: Database): Promise<CacheCounts[]> {
-  const rows = await db.query<{ model: string; ok: string; failed: string; synthetic: string }>(
-    `SELECT model,
-            count(*) FILTER (WHERE status = 'ok' AND source_table <> 'synthetic')::text AS ok,
-            count(*) FILTER (WHERE status = 'failed')::text AS failed,
-            count(*) FILTER (WHERE source_table = 'synthetic')::text AS synthetic
+  const rows = await db.query<{ model: string; ok: string; failed: string }>(
+    `SELECT model, count(*) FILTER (WHERE status = 'ok')::text AS ok, count(*) FILTER (WHERE status = 'failed')::text AS failed
        FROM ${db.schema.features} GROUP BY model ORDER BY model`,
   );
-  return rows.map((r) => ({ model: r.model, ok: Number(r.ok), failed: Number(r.failed), synthetic: Number(r.synthetic) }));
-}
-
-/** Adds synthetic rows (random faces for benchmarks) of the given embeddings; returns how many. */
-export async function insertSynthetic(db: Database, model: string, visitorIds: string[], embeddings: Float32Array[]): Promise<number> {
-  await db.query(
-    `INSERT INTO ${db.schema.features} (model, source_table, visitor_id, status, embedding)
-     SELECT $1, 'synthetic', v, 'ok', e FROM unnest($2::text[], $3::bytea[]) AS u(v, e)`,
-    [model, visitorIds, embeddings.map(encodeEmbedding)],
-  );
-  return visitorIds.length;
-}
-
-export async function removeSynthetic(db: Database, model: string | null): Promise<number> {
-  const rows = await db.query<{ n: string }>(
-    `WITH gone AS (DELETE FROM ${db.schema.features} WHERE source_table = 'synthetic' AND ($1::text IS NULL OR model = $1) RETURNING 1)
-     SELECT count(*)::text AS n FROM gone`,
-    [model],
-  );
-  return Number(rows[0].n);
+  return rows.map((r) => ({ model: r.model, ok: Number(r.ok), failed: Number(r.failed) }));
 }

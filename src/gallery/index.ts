@@ -32,6 +32,8 @@ export interface GalleryOptions {
   extractor: Extractor;
   pollMs: number;
   batchSize: number;
+  /** Extractor calls in flight at once while reconciling (the extractor must take that many). */
+  concurrency: number;
   logger: Logger;
 }
 
@@ -95,17 +97,9 @@ class PostgresGallery implements GalleryHandle {
   /** The faces whose stored image is still there, unchanged, now. */
   private async confirm(connection: Connection, faces: Face[], limit: TimeLimit | undefined): Promise<Set<Face>> {
     const unique = [...new Set(faces)];
-    const rows = unique.flatMap((f) => (f.source ? [f.source] : []));
-    const synthetic = unique.filter((f) => !f.source).map((f) => f.featureId);
     try {
-      const [versions, syntheticIds] = await Promise.all([
-        this.existingVersions(connection, rows, limit),
-        synthetic.length === 0 ? new Set<number>() : read(connection.db, limit, (db) => connection.cache.existingSynthetic(synthetic, db)),
-      ]);
-      const alive = new Set(unique.filter((f) => (f.source ? versions.has(rowVersionKey(f.source)) : syntheticIds.has(f.featureId))));
-      // No sync follows synthetic faces (they have no source row): a dropped one leaves here.
-      await this.catalog.remove(unique.filter((f) => !f.source && !alive.has(f)));
-      return alive;
+      const versions = await this.existingVersions(connection, unique.map((f) => f.source), limit);
+      return new Set(unique.filter((f) => versions.has(rowVersionKey(f.source))));
     } catch (error) {
       if (error instanceof FaceRecogError && error.code === 'gallery_unavailable') this.sync.markDown(error);
       throw error;
@@ -155,6 +149,8 @@ class PostgresGallery implements GalleryHandle {
       lastSyncAt: state.lastSyncAt,
       error: state.error,
       problems: state.problems,
+      role: state.role,
+      extractions: state.extractions,
     };
   }
 
@@ -183,9 +179,11 @@ export async function startGallery(options: GalleryOptions): Promise<GalleryHand
     cache: (db) => new FeatureCache(db, options.model),
     catalog,
     extractor: options.extractor,
+    model: options.model,
     dimension: options.dimension,
     pollMs: options.pollMs,
     batchSize: options.batchSize,
+    concurrency: options.concurrency,
     logger,
   });
   sync.start();

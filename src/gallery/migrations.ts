@@ -9,7 +9,7 @@
 // it starts a fresh cache and says what was left behind.
 import { quoteIdentifier as quoted, type Database, type Queryable } from './db.js';
 import { DatabasePermissionError, permissionProblem, relationSql } from './problems.js';
-import { FEATURES_TABLE, MIGRATIONS_TABLE, NOTIFY_FUNCTION, type ServiceSchema } from './service-schema.js';
+import { FEATURES_TABLE, MIGRATIONS_TABLE, NOTIFY_FUNCTION, REMOVALS_TABLE, type ServiceSchema } from './service-schema.js';
 
 // Any constant shared by all face-recog processes; pg_advisory_xact_lock takes a bigint.
 const MIGRATION_LOCK = 7_362_514_031;
@@ -31,7 +31,7 @@ export function migrations(schema: ServiceSchema): Migration[] {
       name: 'feature cache',
       // One row per (model, stored image): the face found in it, or why none was. source_ctid +
       // source_xmin identify the exact row version; any UPDATE or DELETE of it changes or removes
-      // that identity. Synthetic rows (benchmarks) have no source row.
+      // that identity. (Synthetic rows, for benchmarks, had no source row until version 3.)
       sql: `
         CREATE TABLE ${features} (
           id bigserial PRIMARY KEY,
@@ -73,6 +73,43 @@ export function migrations(schema: ServiceSchema): Migration[] {
         -- The images endpoint's pages: by visitor, and the failed ones (few among many).
         CREATE INDEX ${FEATURES_TABLE}_visitor ON ${features} (model, visitor_id, id);
         CREATE INDEX ${FEATURES_TABLE}_failed ON ${features} (model, id) WHERE status = 'failed';
+      `,
+    },
+    {
+      version: 3,
+      name: 'replicas: versions, removals, leases; no synthetic rows',
+      // Benchmarks now store real visitor rows, so every cached row comes from one. Each write
+      // takes a version from one sequence (writes are serialised by the lease row, so versions
+      // follow commit order); a removal leaves its feature id under a version, so that a
+      // following replica applies both in order. One lease row per model names the replica that
+      // extracts.
+      sql: `
+        DELETE FROM ${features} WHERE source_table NOT IN ('visitors', 'visitor_images');
+        DO $$ DECLARE c record; BEGIN
+          FOR c IN SELECT conname FROM pg_constraint WHERE conrelid = '${features}'::regclass AND pg_get_constraintdef(oid) LIKE '%synthetic%' LOOP
+            EXECUTE format('ALTER TABLE ${features} DROP CONSTRAINT %I', c.conname);
+          END LOOP;
+        END $$;
+        CREATE SEQUENCE ${schema.versions};
+        ALTER TABLE ${features}
+          ALTER COLUMN source_ctid SET NOT NULL,
+          ALTER COLUMN source_xmin SET NOT NULL,
+          ADD CHECK (source_table IN ('visitors', 'visitor_images')),
+          ADD COLUMN version bigint NOT NULL DEFAULT nextval('${schema.versions}');
+        CREATE INDEX ${FEATURES_TABLE}_version ON ${features} (model, version);
+        CREATE TABLE ${schema.removals} (
+          version bigint PRIMARY KEY DEFAULT nextval('${schema.versions}'),
+          model text NOT NULL,
+          feature_id bigint NOT NULL,
+          removed_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX ${REMOVALS_TABLE}_model ON ${schema.removals} (model, version);
+        CREATE TABLE ${schema.leases} (
+          model text PRIMARY KEY,
+          holder text,
+          epoch bigint NOT NULL DEFAULT 0,
+          expires_at timestamptz NOT NULL DEFAULT '-infinity'
+        );
       `,
     },
   ];

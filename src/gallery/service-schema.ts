@@ -1,5 +1,6 @@
 // Where the service keeps what it creates: one schema of its own (DATABASE_SCHEMA, default
-// face_recog) holding the feature cache, the migrations table and the notify triggers' function.
+// face_recog) holding the feature cache, the migrations table, the notify triggers' function and
+// what the replicas coordinate through (the extractor's lease, the cache's removals).
 // Nothing is created anywhere else, so a role that may only read the visitor tables and owns this
 // schema runs the service.
 import pg from 'pg';
@@ -17,6 +18,12 @@ export class ServiceSchema {
   readonly features: string;
   readonly migrations: string;
   readonly notifyFunction: string;
+  /** Feature ids removed, in the order of the cache's versions, for the replicas that follow it. */
+  readonly removals: string;
+  /** Which replica extracts, per model (see lease.ts). */
+  readonly leases: string;
+  /** Numbers every write to the cache, so that followers read what changed since their last look. */
+  readonly versions: string;
 
   constructor(name: string) {
     this.name = name;
@@ -26,6 +33,9 @@ export class ServiceSchema {
     this.features = this.qualify(FEATURES_TABLE);
     this.migrations = this.qualify(MIGRATIONS_TABLE);
     this.notifyFunction = this.qualify(NOTIFY_FUNCTION);
+    this.removals = this.qualify(REMOVALS_TABLE);
+    this.leases = this.qualify(LEASES_TABLE);
+    this.versions = this.qualify(VERSIONS_SEQUENCE);
   }
 
   qualify(name: string): string {
@@ -36,3 +46,8 @@ export class ServiceSchema {
 export const FEATURES_TABLE = 'face_recog_features';
 export const MIGRATIONS_TABLE = 'face_recog_migrations';
 export const NOTIFY_FUNCTION = 'face_recog_notify';
+export const REMOVALS_TABLE = 'face_recog_removals';
+export const LEASES_TABLE = 'face_recog_leases';
+export const VERSIONS_SEQUENCE = 'face_recog_versions';
+/** NOTIFY channel on which the extracting replica announces writes to the cache (payload: the model). */
+export const CACHE_CHANNEL = 'face_recog_features';

@@ -4,7 +4,8 @@
 // A stored image is identified by its row version: (table, ctid, xmin). Any UPDATE or DELETE of
 // the row changes or removes that identity, so comparing identities finds every change without
 // reading a single image; images (TOASTed, large) are read only for rows that are new.
-import type { Queryable } from './db.js';
+import { summariseRows, XID_MODULUS, type TableSummary, type XidWindow } from './changes.js';
+import type { Database, Queryable } from './db.js';
 import { quoteIdentifier } from './db.js';
 import { permissionProblem, relationSql } from './problems.js';
 import type { GalleryProblem } from './types.js';
@@ -236,13 +237,30 @@ function sourceRow(table: SourceTable, row: { ctid: string; xmin: string; visito
   return { table, ctid: row.ctid, xmin: Number(row.xmin), visitorId: row.visitor_id };
 }
 
-/** Every row holding an image; reads the heap only (the null bitmap), never the images. */
-export async function listSourceRows(db: Queryable, source: Source): Promise<SourceRow[]> {
-  const rows = await db.query<{ ctid: string; xmin: string; visitor_id: string }>(
-    `SELECT ctid::text AS ctid, xmin::text AS xmin, ${source.visitorColumn}::text AS visitor_id
-       FROM ${source.relation} WHERE ${rowsWithImage(source)}`,
-  );
-  return rows.map((r) => sourceRow(source.table, r));
+function windowOf(row: { lo: string; hi: string }): XidWindow {
+  return { lo: BigInt(row.lo), hi: BigInt(row.hi) };
+}
+
+/** The bounds of the current snapshot as xid8: its oldest running transaction and the next id. */
+const SNAPSHOT_BOUNDS = `SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS lo, pg_snapshot_xmax(pg_current_snapshot())::text AS hi`;
+
+export interface Listing {
+  rows: SourceRow[];
+  /** The listing's snapshot: rows written by transactions from window.lo on may still come. */
+  window: XidWindow;
+}
+
+/** Every row holding an image, and the snapshot they were read in; reads the heap only (the null bitmap), never the images. */
+export async function listSourceRows(db: Database, source: Source): Promise<Listing> {
+  return db.transaction(async (tx) => {
+    await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
+    const [bounds] = await tx.query<{ lo: string; hi: string }>(SNAPSHOT_BOUNDS);
+    const rows = await tx.query<{ ctid: string; xmin: string; visitor_id: string }>(
+      `SELECT ctid::text AS ctid, xmin::text AS xmin, ${source.visitorColumn}::text AS visitor_id
+         FROM ${source.relation} WHERE ${rowsWithImage(source)}`,
+    );
+    return { rows: rows.map((r) => sourceRow(source.table, r)), window: windowOf(bounds) };
+  });
 }
 
 /** The current version of the given rows with the sha256 of their image, hashed by the server. */
@@ -266,58 +284,46 @@ export async function fetchSourceImages(db: Queryable, source: Source, ctids: st
   return rows.map((r) => ({ ...sourceRow(source.table, r), image: r.image }));
 }
 
-/** What a table holds, summed up: changes whenever a row holding an image is inserted, updated or deleted. */
-export interface TableSummary {
-  count: number;
-  /** Sum of the rows' xmin: an update replaces a row version by one with a newer xmin. */
-  xminSum: bigint;
-}
-
-export interface Fingerprint {
-  /** The visitor tables' oids as resolved now; compare with sourceOids() to notice DDL. */
-  tables: string;
-  summaries: Map<SourceTable, TableSummary>;
-}
-
-export function sameSummary(a: TableSummary | undefined, b: TableSummary | undefined): boolean {
-  return a !== undefined && b !== undefined && a.count === b.count && a.xminSum === b.xminSum;
-}
-
-/** The summary of a list of rows, as sourceFingerprint() would give for exactly these rows. */
-export function summarise(rows: SourceRow[]): TableSummary {
-  return { count: rows.length, xminSum: rows.reduce((sum, r) => sum + BigInt(r.xmin), 0n) };
+export interface SourceScan {
+  /** The table split by the window from `lo` to this scan's snapshot. */
+  summary: TableSummary;
+  recent: SourceRow[];
+  /** This scan's snapshot: where the next window starts, and its end. */
+  next: XidWindow;
 }
 
 /**
- * A cheap change check: per table count(*) and sum(xmin) of the rows holding an image (heap
- * only; TOAST untouched). Deletes lower the count; inserts and updates add a row version with a
- * new xmin.
+ * One pass over the table's heap (TOAST untouched): the count and xmin sum of the rows written
+ * before `lo`, and the rows written since, listed (see changes.ts).
  */
-export async function sourceFingerprint(db: Queryable, sources: Source[]): Promise<Fingerprint> {
-  const tables = SOURCE_TABLES.map((t) => `coalesce(to_regclass('${t}')::oid::text, '')`).join(', ');
-  const perSource = sources.map(
-    (s) => `(SELECT count(*)::text || ':' || coalesce(sum(xmin::text::bigint), 0)::text FROM ${s.relation} WHERE ${rowsWithImage(s)})`,
+export async function scanSource(db: Queryable, source: Source, lo: bigint): Promise<SourceScan> {
+  const [row] = await db.query<{ lo: string; hi: string; settled_count: string; settled_sum: string; recent: [string, string, string][] }>(
+    `WITH snapshot AS (${SNAPSHOT_BOUNDS}),
+          versions AS (
+            SELECT ctid::text AS ctid, xmin::text::bigint AS x, ${source.visitorColumn}::text AS visitor_id,
+                   ((xmin::text::bigint - $2::bigint + ${XID_MODULUS}) % ${XID_MODULUS}) < snapshot.hi::bigint - $1::bigint AS recent
+              FROM ${source.relation}, snapshot WHERE ${rowsWithImage(source)})
+     SELECT snapshot.lo, snapshot.hi, v.settled_count, v.settled_sum, v.recent
+       FROM snapshot, (SELECT count(*) FILTER (WHERE NOT recent)::text AS settled_count,
+                              coalesce(sum(x) FILTER (WHERE NOT recent), 0)::text AS settled_sum,
+                              coalesce(json_agg(json_build_array(ctid, x::text, visitor_id)) FILTER (WHERE recent), '[]') AS recent
+                         FROM versions) v`,
+    [lo.toString(), (lo % XID_MODULUS).toString()],
   );
-  const [row] = await db.query<{ tables: string; summaries: string[] }>(
-    `SELECT concat_ws('/', ${tables}) AS tables, ARRAY[${perSource.join(', ')}]::text[] AS summaries`,
-  );
-  const summaries = new Map(
-    sources.map((s, i) => {
-      const [count, sum] = row.summaries[i].split(':');
-      return [s.table, { count: Number(count), xminSum: BigInt(sum) }];
-    }),
-  );
-  return { tables: row.tables, summaries };
+  const next = windowOf(row);
+  const recent = row.recent.map(([ctid, xmin, visitorId]) => sourceRow(source.table, { ctid, xmin, visitor_id: visitorId }));
+  return {
+    summary: { window: { lo, hi: next.hi }, settled: { count: Number(row.settled_count), xminSum: BigInt(row.settled_sum) }, recent: summariseRows(recent) },
+    recent,
+    next,
+  };
 }
 
-/** Rows holding an image whose xmin is above `xmin`: the row versions written since. */
-export async function listSourceRowsSince(db: Queryable, source: Source, xmin: number): Promise<SourceRow[]> {
-  const rows = await db.query<{ ctid: string; xmin: string; visitor_id: string }>(
-    `SELECT ctid::text AS ctid, xmin::text AS xmin, ${source.visitorColumn}::text AS visitor_id
-       FROM ${source.relation} WHERE ${rowsWithImage(source)} AND xmin::text::bigint > $1`,
-    [xmin],
-  );
-  return rows.map((r) => sourceRow(source.table, r));
+/** The visitor tables' oids as an unqualified name resolves them now ('' for an absent one), in SOURCE_TABLES order. */
+export async function resolvedOids(db: Queryable): Promise<string> {
+  const tables = SOURCE_TABLES.map((t) => `coalesce(to_regclass('${t}')::oid::text, '')`).join(', ');
+  const [row] = await db.query<{ tables: string }>(`SELECT concat_ws('/', ${tables}) AS tables`);
+  return row.tables;
 }
 
 /** The oids of the visitor tables as resolved now ('' for an absent one), in SOURCE_TABLES order. */

@@ -1,36 +1,27 @@
-// Keeps the catalog equal to the visitor tables without anyone calling us: a full reconcile at
-// start, then a cheap change check every pollMs (and at once on NOTIFY when the optional triggers
-// are installed), extracting only new or changed images. Never throws: a database error marks the
-// gallery down, and the loop retries with backoff until the database answers again.
-import { createHash } from 'node:crypto';
+// Keeps the catalog equal to the visitor tables without anyone calling us, with any number of
+// replicas on one database. One replica per model holds the extractor's lease (lease.ts): it
+// reconciles at start, watches the visitor tables (watch.ts) and extracts what is new
+// (extraction.ts). Every other replica loads the feature cache and follows it: the extractor's
+// writes are announced on CACHE_CHANNEL and read by version, so a new image is recognised by
+// every replica moments after it is extracted. When the extractor goes, another takes its lease,
+// catches up with the cache and reconciles.
+//
+// Never throws: a database error marks the gallery down, and the loop retries with backoff until
+// the database answers again.
 import type { Logger } from 'pino';
 import { FaceRecogError } from '../errors.js';
-import type { Catalog, Face } from './catalog.js';
-import type { Database, Listener } from './db.js';
-import { isPermissionDenied, sqlState } from './db.js';
-import type { CachedFeature, FeatureCache, NewFeature, Outcome } from './feature-cache.js';
-import { migrate, type MigrationReport } from './migrations.js';
-import { DatabasePermissionError, describeProblem, isBlocking } from './problems.js';
-import {
-  NOTIFY_CHANNEL,
-  SCHEMA_CHANGED,
-  digestSourceRows,
-  fetchSourceImages,
-  introspectSources,
-  listSourceRows,
-  listSourceRowsSince,
-  sameSummary,
-  sourceFingerprint,
-  sourceOids,
-  storedImage,
-  summarise,
-  type DigestedRow,
-  type Source,
-  type SourceRow,
-  type SourceTable,
-  type TableSummary,
-} from './sources.js';
+import type { Catalog } from './catalog.js';
+import { GalleryConnection, type Notification } from './connection.js';
+import type { Database } from './db.js';
+import { isPermissionDenied } from './db.js';
+import { Extraction, type ExtractionReport } from './extraction.js';
+import type { CachedFeature, FeatureCache } from './feature-cache.js';
+import { ExtractorLease, type Role } from './lease.js';
+import { DatabasePermissionError, isBlocking } from './problems.js';
+import { CACHE_CHANNEL } from './service-schema.js';
+import { SCHEMA_CHANGED, type Source } from './sources.js';
 import type { Extractor, GalleryProblem, GalleryStatus } from './types.js';
+import { SourceWatcher, type Work } from './watch.js';
 
 /** What the gallery reports; written by the sync loop (and by search when the database fails it). */
 export interface SyncState {
@@ -40,6 +31,10 @@ export interface SyncState {
   error: string | null;
   /** What keeps the gallery from reading every stored image, as last found. */
   problems: GalleryProblem[];
+  /** Whether this replica extracts or follows; null before it first asked. */
+  role: Role | null;
+  /** Stored images this replica extracted (face_recog_gallery_extractions_total). */
+  extractions: number;
 }
 
 export interface SyncOptions {
@@ -48,110 +43,50 @@ export interface SyncOptions {
   cache: (db: Database) => FeatureCache;
   catalog: Catalog;
   extractor: Extractor;
+  model: string;
   dimension: number;
   pollMs: number;
   batchSize: number;
+  /** Extractor calls in flight at once while reconciling. */
+  concurrency: number;
   logger: Logger;
 }
 
-/** Rows whose digest is asked for in one query. */
-const DIGEST_CHUNK = 1_000;
-/** With the notify triggers on every table, polling is only a safety net. */
-const LISTENING_POLL_FACTOR = 10;
 const MAX_BACKOFF_MS = 5_000;
-const PROGRESS_EVERY_MS = 5_000;
-/** Extractor failures that say something about the stored image, so retrying cannot help. */
-const IMAGE_ERRORS = new Set(['invalid_image', 'image_too_large', 'too_many_faces']);
+/** A follower told of every write by NOTIFY still reads the cache this often, in case one was lost. */
+const FOLLOW_SAFETY_MS = 5_000;
+/** How often a follower looks at the visitor tables' definitions (for search and /health). */
+const FOLLOWER_INTROSPECT_MS = 10_000;
 
 function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-/** As the server hashes the stored value (digestSourceRows): a text's UTF-8 bytes, or the bytes. */
-function digestOf(image: string | Buffer): Buffer {
-  const hash = createHash('sha256');
-  return (typeof image === 'string' ? hash.update(image, 'utf8') : hash.update(image)).digest();
-}
-
-function unsupported(source: Source): Outcome {
-  return {
-    status: 'failed',
-    reason: 'unsupported_column',
-    message: `the image column ${source.imageColumnName} is ${source.imageType}; store base64 text or the image's bytes (bytea)`,
-  };
-}
-
-function byTable<T extends SourceRow>(rows: T[], sources: Source[]): [Source, T[]][] {
-  return sources.map((s) => [s, rows.filter((r) => r.table === s.table)] as [Source, T[]]).filter(([, list]) => list.length > 0);
-}
-
-/** What the catalog holds of one table: the summary of the rows it was built from, and their newest xmin. */
-interface Reflection {
-  summary: TableSummary;
-  maxXmin: number;
-}
-
-function reflection(rows: SourceRow[]): Reflection {
-  return { summary: summarise(rows), maxXmin: rows.reduce((max, r) => Math.max(max, r.xmin), 0) };
-}
-
-function chunks<T>(items: T[], size: number): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
-}
-
-class Progress {
-  private readonly started = performance.now();
-  private lastLog = this.started;
-  extracted = 0;
-  reused = 0;
-  failed = 0;
-
-  constructor(
-    private readonly logger: Logger,
-    private readonly total: number,
-  ) {}
-
-  get done(): number {
-    return this.extracted + this.reused;
-  }
-
-  rate(): number {
-    const seconds = (performance.now() - this.started) / 1000;
-    return seconds > 0 ? Math.round((this.extracted / seconds) * 10) / 10 : 0;
-  }
-
-  tick(): void {
-    if (performance.now() - this.lastLog < PROGRESS_EVERY_MS) return;
-    this.lastLog = performance.now();
-    this.logger.info({ done: this.done, total: this.total, imagesPerSecond: this.rate() }, 'gallery sync progress');
-  }
-
-  seconds(): number {
-    return Math.round(performance.now() - this.started) / 1000;
-  }
-}
-
 export class GallerySync {
-  readonly state: SyncState = { database: 'down', syncing: true, lastSyncAt: null, error: 'connecting to the visitor database', problems: [] };
-  /** Resolves after the first complete reconcile (or when closed before it). */
+  readonly state: SyncState = {
+    database: 'down',
+    syncing: true,
+    lastSyncAt: null,
+    error: 'connecting to the visitor database',
+    problems: [],
+    role: null,
+    extractions: 0,
+  };
+  /** Resolves after the first complete reconcile, or the first catch-up of a follower (or when closed before). */
   readonly ready: Promise<void>;
   private resolveReady!: () => void;
   private readonly options: SyncOptions;
   private readonly logger: Logger;
-  private db: Database | null = null;
-  private cache: FeatureCache | null = null;
-  private migrated = false;
-  private loaded = false;
-  private listener: Listener | null = null;
-  private sources: Source[] = [];
-  /** The visitor tables must be looked at again (start, error, DDL, triggers installed). */
-  private introspectionDue = true;
-  /** The problems last logged, so that each set is logged once. */
-  private loggedProblems = '';
-  private reflected = new Map<SourceTable, Reflection>();
+  private readonly link: GalleryConnection;
+  private watcher: SourceWatcher | null = null;
+  private lease: ExtractorLease | null = null;
+  private leaseStarted = false;
+  /** The newest cache version the catalog holds; null until the cache is loaded. */
+  private version: number | null = null;
+  /** This replica just became the extractor: catch up with the cache, then reconcile. */
+  private newTerm = false;
   private force = true;
+  private lastIntrospection = 0;
   private closed = false;
   private failures = 0;
   private wakeUp: (() => void) | null = null;
@@ -161,12 +96,14 @@ export class GallerySync {
   constructor(options: SyncOptions) {
     this.options = options;
     this.logger = options.logger;
+    this.link = new GalleryConnection({ open: options.open, cache: options.cache, logger: options.logger });
     this.ready = new Promise((resolve) => (this.resolveReady = resolve));
   }
 
   /** The open database and cache, or null before the first connection. */
   get connection(): { db: Database; cache: FeatureCache; sources: Source[] } | null {
-    return this.db && this.cache ? { db: this.db, cache: this.cache, sources: this.sources } : null;
+    const current = this.link.current;
+    return current && this.watcher ? { ...current, sources: this.watcher.sources } : null;
   }
 
   start(): void {
@@ -175,7 +112,10 @@ export class GallerySync {
 
   /** Check for changes now; `reconcile` asks for a full reconcile, not only the change check. */
   wake(reconcile = false): void {
-    if (reconcile) this.force = true;
+    if (reconcile) {
+      this.force = true;
+      if (this.watcher) this.watcher.introspectionDue = true;
+    }
     this.wokenEarly = true;
     this.wakeUp?.();
   }
@@ -193,8 +133,18 @@ export class GallerySync {
     this.closed = true;
     this.wakeUp?.();
     await this.loop;
-    await this.listener?.close();
+    await this.lease?.stop();
+    await this.link.close();
     this.resolveReady();
+  }
+
+  /** The gallery must not answer: a permission is missing (or a visitor table is out of sight). */
+  get blocked(): GalleryProblem[] {
+    return this.state.problems.filter(isBlocking);
+  }
+
+  private get role(): Role {
+    return this.lease?.role ?? 'follower';
   }
 
   private async run(): Promise<void> {
@@ -215,8 +165,9 @@ export class GallerySync {
   }
 
   private pollMs(): number {
-    const listening = this.listener && this.sources.length > 0 && this.sources.every((s) => s.notifies);
-    return listening ? this.options.pollMs * LISTENING_POLL_FACTOR : this.options.pollMs;
+    if (this.role === 'extractor' && this.watcher && !this.force && !this.newTerm) return this.watcher.nextLookInMs();
+    if (this.role === 'follower' && this.link.listening) return FOLLOW_SAFETY_MS;
+    return this.options.pollMs;
   }
 
   private async sleep(ms: number): Promise<void> {
@@ -235,25 +186,20 @@ export class GallerySync {
     this.wokenEarly = false;
   }
 
-  /** The gallery must not answer: a permission is missing (or a visitor table is out of sight). */
-  get blocked(): GalleryProblem[] {
-    return this.state.problems.filter(isBlocking);
-  }
-
   private fail(error: unknown): void {
     this.failures++;
     this.force = true;
-    this.introspectionDue = true;
+    if (this.watcher) this.watcher.introspectionDue = true;
     this.state.syncing = false;
     if (error instanceof DatabasePermissionError) {
       // The database answers; the retry runs on new connections, so that a grant (or a role
       // setting) made meanwhile is seen.
       this.state.problems = [...this.state.problems.filter((p) => !isBlocking(p)), ...error.problems];
       this.state.database = 'up';
-      this.db?.recycle();
+      this.link.recycle();
     } else if (isPermissionDenied(error)) {
       // Revoked while running: the next round's checks say what to grant.
-      this.db?.recycle();
+      this.link.recycle();
     } else if (error instanceof FaceRecogError && error.code === 'gallery_unavailable') {
       this.state.database = 'down';
     }
@@ -267,37 +213,38 @@ export class GallerySync {
   }
 
   private async connect(): Promise<void> {
-    if (!this.db) {
-      this.db = await this.options.open();
-      this.cache = this.options.cache(this.db);
+    // The problems found so far stay reported until the tables are looked at again (next, in cycle()).
+    if (await this.link.ensure()) this.markUp();
+    const { db, cache } = this.link.current!;
+    this.watcher ??= new SourceWatcher(db, this.options.pollMs, this.logger);
+    this.lease ??= new ExtractorLease(db, this.options.model, this.logger, (role) => {
+      this.state.role = role;
+      if (role === 'extractor') this.newTerm = true;
+      this.wake();
+    });
+    if (this.version === null) this.version = await this.loadCache(cache);
+    await this.link.listen((n) => this.onNotify(n));
+    if (!this.leaseStarted) {
+      await this.lease.start();
+      this.leaseStarted = true;
+      this.state.role = this.lease.role;
     }
-    if (!this.migrated) {
-      this.reportMigration(await migrate(this.db));
-      this.migrated = true;
-      // The problems found so far stay reported until the tables are looked at again (next, in cycle()).
-      this.markUp();
-    }
-    if (!this.loaded) {
-      await this.loadCache();
-      this.loaded = true;
-    }
-    if (!this.listener) await this.listen();
   }
 
-  private reportMigration(report: MigrationReport): void {
-    const schema = this.db!.schema.name;
-    if (report.moved.length) this.logger.info({ moved: report.moved, schema }, 'moved the tables of an older version into DATABASE_SCHEMA');
-    if (report.leftBehind.length) {
-      this.logger.warn({ leftBehind: report.leftBehind, schema }, "an older version's tables belong to another role and were left where they are; a new feature cache is built (drop them once it is)");
-    }
-    if (report.applied.length) this.logger.info({ versions: report.applied, schema }, 'feature cache migrations applied');
+  private onNotify({ channel, payload }: Notification): void {
+    if (payload === SCHEMA_CHANGED && this.watcher) this.watcher.introspectionDue = true;
+    // The extractor is told of its own writes too: nothing to follow there.
+    if (channel === CACHE_CHANNEL && (payload !== this.options.model || this.role === 'extractor')) return;
+    if (channel !== CACHE_CHANNEL) this.watcher?.nudge();
+    this.wake();
   }
 
-  private async loadCache(): Promise<void> {
+  private async loadCache(cache: FeatureCache): Promise<number> {
     const started = performance.now();
-    await this.cache!.load((features) => this.options.catalog.add(features.filter((f) => this.fits(f))));
+    const version = await cache.load((features) => this.options.catalog.add(features.filter((f) => this.fits(f))));
     const { faces, failed } = this.options.catalog;
-    this.logger.info({ faces, failed, model: this.cache!.model, ms: Math.round(performance.now() - started) }, 'feature cache loaded');
+    this.logger.info({ faces, failed, model: cache.model, ms: Math.round(performance.now() - started) }, 'feature cache loaded');
+    return version;
   }
 
   private fits(feature: CachedFeature): boolean {
@@ -306,42 +253,30 @@ export class GallerySync {
     return false;
   }
 
-  private async listen(): Promise<void> {
-    try {
-      this.listener = await this.db!.listen(
-        NOTIFY_CHANNEL,
-        (payload) => {
-          if (payload === SCHEMA_CHANGED) this.introspectionDue = true;
-          this.wake();
-        },
-        (error) => {
-          this.logger.debug({ err: error.message }, 'notification connection lost');
-          this.listener = null;
-          this.wake();
-        },
-      );
-    } catch (error) {
-      this.logger.debug({ err: message(error) }, 'LISTEN failed; polling only');
-    }
-  }
-
   private async cycle(): Promise<void> {
-    const db = this.db!;
-    if (this.introspectionDue) await this.introspect();
-    let fingerprint = await sourceFingerprint(db, this.sources).catch((error) => this.onSchemaError(error));
-    if (!fingerprint || fingerprint.tables !== sourceOids(this.sources)) {
-      await this.introspect();
-      fingerprint = await sourceFingerprint(db, this.sources);
-      this.force = true;
+    const watcher = this.watcher!;
+    this.state.role = this.role;
+    if (this.role === 'extractor') {
+      if (this.newTerm) {
+        // What the previous extractor wrote up to the moment its lease ended is all committed by now.
+        this.newTerm = false;
+        await this.follow();
+        this.force = true;
+      }
+      if (this.force) {
+        this.force = false;
+        watcher.forget();
+      }
+      await this.apply(await watcher.look());
+    } else {
+      if (watcher.introspectionDue || performance.now() - this.lastIntrospection > FOLLOWER_INTROSPECT_MS) {
+        await watcher.introspect();
+        this.lastIntrospection = performance.now();
+      }
+      await this.follow();
     }
+    this.state.problems = watcher.problems;
     this.markUp();
-    const changed = this.sources.filter((s) => !sameSummary(fingerprint.summaries.get(s.table), this.reflected.get(s.table)?.summary));
-    if (this.force) {
-      this.force = false;
-      await this.reconcile();
-    } else if (changed.length > 0) {
-      await this.follow(changed);
-    }
     const blocked = this.blocked;
     // Readable tables are kept in sync meanwhile; the gallery stays unavailable until the grant.
     if (blocked.length > 0) throw new DatabasePermissionError(blocked);
@@ -356,168 +291,69 @@ export class GallerySync {
     this.state.error = null;
   }
 
-  /** A dropped table or renamed column fails the fingerprint: look at the tables again. */
-  private onSchemaError(error: unknown): null {
-    if (sqlState(error) === undefined || !['42P01', '42703'].includes(sqlState(error)!)) throw error;
-    return null;
+  /** Takes in what was written to the cache since the catalog's version (by the extractor, or a previous one). */
+  private async follow(): Promise<void> {
+    const { catalog } = this.options;
+    const changes = await this.link.current!.cache.changesSince(this.version!);
+    if (changes.features.length > 0) await catalog.add(changes.features.filter((f) => this.fits(f)));
+    if (changes.removed.length > 0) await catalog.remove(catalog.byIds(changes.removed));
+    if (changes.version !== this.version) this.logger.debug({ added: changes.features.length, removed: changes.removed.length, faces: catalog.faces }, 'followed the feature cache');
+    this.version = changes.version;
   }
 
-  private async introspect(): Promise<void> {
-    const { sources, problems } = await introspectSources(this.db!, this.db!.schema.name);
-    this.sources = sources;
-    this.introspectionDue = false;
-    this.state.problems = problems;
-    const summary = problems.map(describeProblem).join('; ');
-    if (summary !== this.loggedProblems && summary) this.logger.warn({ problems: problems.map(describeProblem) }, 'some visitor tables cannot be read');
-    this.loggedProblems = summary;
-    this.logger.debug({ sources: sources.map((s) => ({ table: s.table, image: s.imageColumnName, notifies: s.notifies })) }, 'visitor tables');
-  }
-
-  /** Lists every row holding an image, drops the faces whose row version is gone, adds the new ones. */
-  private async reconcile(): Promise<void> {
-    // The tables' definitions too: a column's type may have changed (ALTER ... TYPE rewrites every row).
-    await this.introspect();
-    const listed = await Promise.all(this.sources.map(async (s) => [s.table, await listSourceRows(this.db!, s)] as const));
-    const { gone, fresh } = this.options.catalog.diff(listed.flatMap(([, rows]) => rows));
+  private async apply(work: Work): Promise<void> {
+    if (work.kind === 'nothing') return;
+    const { catalog } = this.options;
+    const { gone, fresh } =
+      work.kind === 'reconcile'
+        ? catalog.diff(work.rows)
+        : { gone: catalog.bySlots(work.gone).filter((f) => work.gone.some((r) => r.ctid === f.source.ctid && r.xmin === f.source.xmin)), fresh: work.fresh };
     // Gone faces leave the index at once; their cache rows are deleted after the new rows are in,
     // so an unchanged image under a new row version can reuse its embedding.
-    await this.options.catalog.remove(gone);
-    await this.store(fresh, gone);
-    this.reflected = new Map(listed.map(([table, rows]) => [table, reflection(rows)]));
-  }
-
-  /**
-   * The common change, new images, without listing every row: the row versions newer than the
-   * newest one the catalog holds. If the tables' summaries grew by exactly those rows, nothing
-   * else changed; otherwise (update, delete, a late commit of an older transaction) reconcile.
-   */
-  private async follow(changed: Source[]): Promise<void> {
-    const { fingerprint, added } = await this.db!.transaction(async (tx) => {
-      await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
-      const fingerprint = await sourceFingerprint(tx, this.sources);
-      const added = new Map<SourceTable, SourceRow[]>();
-      for (const s of changed) added.set(s.table, await listSourceRowsSince(tx, s, this.reflected.get(s.table)?.maxXmin ?? 0));
-      return { fingerprint, added };
-    });
-    const insertsOnly = this.sources.every((s) => {
-      const before = this.reflected.get(s.table);
-      const extra = summarise(added.get(s.table) ?? []);
-      return before && sameSummary(fingerprint.summaries.get(s.table), { count: before.summary.count + extra.count, xminSum: before.summary.xminSum + extra.xminSum });
-    });
-    if (!insertsOnly) {
-      this.logger.debug('visitor tables changed beyond inserts; reconciling every row');
-      return this.reconcile();
+    await catalog.remove(gone);
+    if (fresh.length > 0) {
+      this.state.syncing = true;
+      this.logger.info({ images: fresh.length, removed: gone.length }, 'gallery sync: new or changed images');
     }
-    await this.store([...added.values()].flat(), []);
-    for (const [table, rows] of added) {
-      const before = this.reflected.get(table)!;
-      this.reflected.set(table, { summary: fingerprint.summaries.get(table)!, maxXmin: Math.max(before.maxXmin, reflection(rows).maxXmin) });
-    }
-  }
-
-  /** Extracts (or reuses) the fresh rows, then deletes the cache rows of the gone faces. */
-  private async store(fresh: SourceRow[], gone: Face[]): Promise<void> {
-    const { catalog } = this.options;
-    if (fresh.length === 0) {
-      await this.cache!.remove(gone.map((f) => f.featureId));
-      if (gone.length) this.logger.info({ removed: gone.length, faces: catalog.faces }, 'gallery updated');
+    const report = await this.extraction().run(fresh, gone);
+    if (this.closed || this.role !== 'extractor') {
+      // Stopped part way: what is saved stays, the next extractor reconciles.
+      this.force = true;
       return;
     }
-    this.state.syncing = true;
-    const progress = new Progress(this.logger, fresh.length);
-    this.logger.info({ images: fresh.length, removed: gone.length }, 'gallery sync: new or changed images');
-    const saved = new Set<number>();
-    for (const chunk of chunks(fresh, DIGEST_CHUNK)) {
-      if (this.closed) return;
-      for (const id of await this.processChunk(this.sources, chunk, progress)) saved.add(id);
-    }
-    // An upsert into a reused row slot keeps the slot's id: never delete what was just saved.
-    await this.cache!.remove(gone.map((f) => f.featureId).filter((id) => !saved.has(id)));
-    this.state.syncing = false;
-    this.logger.info(
+    work.done();
+    this.log(report);
+  }
+
+  private extraction(): Extraction {
+    const { db, cache } = this.link.current!;
+    const lease = this.lease!;
+    return new Extraction(
       {
-        images: fresh.length,
-        extracted: progress.extracted,
-        reused: progress.reused,
-        failed: progress.failed,
-        removed: gone.length,
-        faces: catalog.faces,
-        seconds: progress.seconds(),
-        imagesPerSecond: progress.rate(),
+        db,
+        cache,
+        catalog: this.options.catalog,
+        extractor: this.options.extractor,
+        dimension: this.options.dimension,
+        batchSize: this.options.batchSize,
+        concurrency: this.options.concurrency,
+        fenced: (work) => lease.fenced(work),
+        stopped: () => this.closed || this.role !== 'extractor',
+        onSaved: (version, extracted) => {
+          this.version = Math.max(this.version ?? 0, version);
+          this.state.extractions += extracted;
+        },
+        logger: this.logger,
       },
-      'gallery sync done',
+      this.watcher!.sources,
     );
   }
 
-  /**
-   * Digests a chunk of new rows, reuses known outcomes, extracts the rest; returns the saved ids.
-   * Rows of an unsupported image column are recorded as such, never read.
-   */
-  private async processChunk(sources: Source[], rows: SourceRow[], progress: Progress): Promise<number[]> {
-    const digested: DigestedRow[] = [];
-    const unread: NewFeature[] = [];
-    for (const [source, list] of byTable(rows, sources)) {
-      if (source.imageKind === 'unsupported') unread.push(...list.map((row) => ({ row, digest: null, outcome: unsupported(source) })));
-      else digested.push(...(await digestSourceRows(this.db!, source, list.map((r) => r.ctid))));
+  private log(report: ExtractionReport): void {
+    if (report.images === 0) {
+      if (report.removed > 0) this.logger.info({ removed: report.removed, faces: this.options.catalog.faces }, 'gallery updated');
+      return;
     }
-    const ids = await this.save(unread);
-    progress.failed += unread.length;
-    const known = await this.cache!.findByDigest([...new Map(digested.map((r) => [r.digest.toString('hex'), r.digest])).values()]);
-    const reused: NewFeature[] = [];
-    const pending: DigestedRow[] = [];
-    for (const row of digested) {
-      const outcome = known.get(row.digest.toString('hex'));
-      if (outcome) reused.push({ row, digest: row.digest, outcome });
-      else pending.push(row);
-    }
-    ids.push(...(await this.save(reused)));
-    progress.reused += reused.length;
-    for (const batch of chunks(pending, this.options.batchSize)) {
-      // Closing does not wait for a long reconcile: what is saved stays, the rest is done next start.
-      if (this.closed) break;
-      const extracted = await this.extractBatch(sources, batch);
-      ids.push(...(await this.save(extracted)));
-      progress.extracted += extracted.length;
-      progress.failed += extracted.filter((f) => f.outcome.status === 'failed').length;
-      progress.tick();
-    }
-    return ids;
-  }
-
-  private async extractBatch(sources: Source[], rows: SourceRow[]): Promise<NewFeature[]> {
-    const features: NewFeature[] = [];
-    for (const [source, list] of byTable(rows, sources)) {
-      for (const row of await fetchSourceImages(this.db!, source, list.map((r) => r.ctid))) {
-        features.push({ row, digest: digestOf(row.image), outcome: await this.extract(storedImage(row.image)) });
-      }
-    }
-    return features;
-  }
-
-  private async extract(image: string | Buffer): Promise<Outcome> {
-    try {
-      const result = await this.options.extractor(image);
-      if (!result.ok) return { status: 'failed', reason: result.reason, message: result.message };
-      const { embedding, box, score, rotation } = result.face;
-      if (embedding.length !== this.options.dimension) {
-        throw new FaceRecogError('internal', `the extractor returned ${embedding.length} dimensions; the gallery expects ${this.options.dimension}`);
-      }
-      return { status: 'ok', embedding, box, score, rotation, reason: result.reason };
-    } catch (error) {
-      if (error instanceof FaceRecogError && IMAGE_ERRORS.has(error.code)) return { status: 'failed', reason: 'invalid_image', message: error.message };
-      throw error;
-    }
-  }
-
-  private async save(features: NewFeature[]): Promise<number[]> {
-    const ids = await this.cache!.save(features);
-    const cached: CachedFeature[] = features.map((f, i) => ({
-      id: ids[i],
-      source: { table: f.row.table, ctid: f.row.ctid, xmin: f.row.xmin, visitorId: f.row.visitorId },
-      visitorId: f.row.visitorId,
-      embedding: f.outcome.status === 'ok' ? f.outcome.embedding : null,
-    }));
-    await this.options.catalog.add(cached);
-    return ids;
+    this.logger.info({ ...report, faces: this.options.catalog.faces }, 'gallery sync done');
   }
 }

@@ -68,6 +68,13 @@ export interface GalleryStatus {
   error: string | null;
   /** What keeps the gallery from reading every stored image; empty when nothing does. */
   problems: GalleryProblem[];
+  /**
+   * Among replicas on one database, one per model extracts (and watches the visitor tables), the
+   * others follow its feature cache; null before this one first asked.
+   */
+  role: 'extractor' | 'follower' | null;
+  /** Stored images this replica extracted since it started. */
+  extractions: number;
 }
 
 export interface Gallery {

@@ -17,6 +17,7 @@ function galleryView(status: GalleryStatus): NonNullable<HealthBody['gallery']> 
     last_sync_at: status.lastSyncAt,
     error: status.error,
     problems: status.problems,
+    role: status.role,
   };
 }
 

@@ -104,6 +104,16 @@ export class ServiceMetrics {
         this.set(sources.gallery()?.status().faces ?? 0);
       },
     });
+    new Counter({
+      name: 'face_recog_gallery_extractions_total',
+      help: 'Stored images this replica extracted (among replicas, one extracts; the others load its results)',
+      registers,
+      collect() {
+        // The gallery counts; the counter shows its total.
+        this.reset();
+        this.inc(sources.gallery()?.status().extractions ?? 0);
+      },
+    });
     new Gauge({
       name: 'face_recog_gallery_failed_images',
       help: 'Stored images skipped because they cannot be decoded or show no face',

@@ -295,6 +295,10 @@ export const HealthResponse = Type.Object(
           }),
           { description: 'What keeps the gallery from reading every stored image' },
         ),
+        role: Type.Union([Type.Literal('extractor'), Type.Literal('follower'), Type.Null()], {
+          description:
+            'Replicas on one database: the extractor reconciles and extracts stored images, followers load what it extracted; null before this replica first asked',
+        }),
       }, { title: 'GalleryHealth' }),
       Type.Null(),
     ]),

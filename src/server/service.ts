@@ -50,6 +50,7 @@ export function galleryOptions(config: Config, pipeline: InferencePipeline, logg
     extractor: pipeline.extractor,
     pollMs: config.gallery.pollMs,
     batchSize: config.gallery.batchSize,
+    concurrency: config.gallery.concurrency,
     logger,
   };
 }

@@ -242,7 +242,7 @@ describe.skipIf(fixturesMissing || postgresMissing)("the service on a visitor ba
       [],
       'backend',
     );
-    expect(inside.map((r) => r.name)).toEqual(['face_recog_features', 'face_recog_migrations']);
+    expect(inside.map((r) => r.name)).toEqual(['face_recog_features', 'face_recog_leases', 'face_recog_migrations', 'face_recog_removals']);
   });
 
   it("installs the optional triggers as the tables' owner, once granted the service schema, their function inside it", async () => {

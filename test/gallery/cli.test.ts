@@ -1,5 +1,6 @@
 // The gallery's commands, run as a user would, against the embedded PostgreSQL (DATABASE_URL
-// unset): import photos, synthetic faces, status, and the notify triggers with a running gallery.
+// unset): import photos, status, and the notify triggers with a running gallery (beside a gallery
+// too large for one page of the cache's load).
 import { execFile } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -10,6 +11,8 @@ import { Database } from '../../src/gallery/db.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/gallery/embedded.js';
 import { decodeEmbedding } from '../../src/gallery/feature-cache.js';
 import type { GalleryHandle } from '../../src/gallery/index.js';
+import { migrate } from '../../src/gallery/migrations.js';
+import { STORED_FACE_PREFIX, storeFaces } from '../../bench/stored-faces.js';
 import { fixturesMissing, REPO_ROOT, readTestdata, testdataPath } from '../helpers/fixtures.js';
 import { cli, embeddingOf, engineExtractor, logger, openGallery, waitFor } from './helpers.js';
 
@@ -77,25 +80,17 @@ describe.skipIf(fixturesMissing)('face-recog visitors / gallery / db commands', 
     expect(row.base64image.startsWith('data:image/jpeg;base64,')).toBe(true);
   });
 
-  it('fills the feature cache with synthetic unit vectors', async () => {
+  it('holds more stored faces than one page of the cache load', async () => {
     // More than one page of the cache load (20,000 rows), ids past 9999 and 10000 alike.
-    const out = await cli('gallery', 'synth', '--count', '25000', '--model', 'mobilefacenet');
-    expect(out[0]).toMatch(/^added 25000 synthetic 128-d faces for mobilefacenet in .*; 25000 synthetic faces in the cache for mobilefacenet$/);
-    const rows = await db.query<{ visitor_id: string; embedding: Buffer }>(
-      `SELECT visitor_id, embedding FROM face_recog.face_recog_features WHERE source_table = 'synthetic' ORDER BY id LIMIT 50`,
-    );
-    expect(rows[0].visitor_id).toBe('synthetic-0');
-    for (const { embedding } of rows) {
-      const v = decodeEmbedding(embedding);
-      expect(v.length).toBe(128);
-      expect(Math.hypot(...v)).toBeCloseTo(1, 5);
-    }
-    await expect(cli('gallery', 'synth', '--count', '0')).rejects.toThrow(/positive integer/);
+    await migrate(db);
+    await storeFaces(db, { model: 'mobilefacenet', dimension: 128, count: 25_000, first: 0 });
+    const rows = await db.query<{ n: string }>(`SELECT count(*)::text AS n FROM visitor_images WHERE visitor_id LIKE '${STORED_FACE_PREFIX}%'`);
+    expect(rows).toEqual([{ n: '25000' }]);
   });
 
   describe('with a gallery running', () => {
     let gallery: GalleryHandle;
-    let syntheticFace: Float32Array;
+    let storedFace: Float32Array;
 
     beforeAll(async () => {
       // Polls so rarely that only a notification can make it see a change quickly.
@@ -107,15 +102,15 @@ describe.skipIf(fixturesMissing)('face-recog visitors / gallery / db commands', 
       await gallery?.close();
     });
 
-    it('searches the synthetic faces with the imported ones', async () => {
-      expect(gallery.status()).toMatchObject({ database: 'up', faces: 25006, failed: 0 });
-      const [row] = await db.query<{ visitor_id: string; embedding: Buffer }>(
-        `SELECT visitor_id, embedding FROM face_recog.face_recog_features WHERE source_table = 'synthetic' AND visitor_id = 'synthetic-12345'`,
+    it('loads the stored faces without extracting them, and searches them with the imported ones', async () => {
+      expect(gallery.status()).toMatchObject({ database: 'up', faces: 25006, failed: 0, extractions: 6 });
+      const [row] = await db.query<{ embedding: Buffer }>(
+        `SELECT embedding FROM face_recog.face_recog_features WHERE visitor_id = '${STORED_FACE_PREFIX}12345'`,
       );
-      syntheticFace = decodeEmbedding(row.embedding);
-      const [synthetic, obama] = await gallery.search([syntheticFace, await embeddingOf('faces/obama/4.jpg')]);
-      expect(synthetic).toMatchObject({ visitorId: 'synthetic-12345' });
-      expect(synthetic!.similarity).toBeCloseTo(1, 5);
+      storedFace = decodeEmbedding(row.embedding);
+      const [stored, obama] = await gallery.search([storedFace, await embeddingOf('faces/obama/4.jpg')]);
+      expect(stored).toMatchObject({ visitorId: `${STORED_FACE_PREFIX}12345` });
+      expect(stored!.similarity).toBeCloseTo(1, 5);
       expect(obama?.visitorId).toBe('obama');
     });
 
@@ -127,8 +122,8 @@ describe.skipIf(fixturesMissing)('face-recog visitors / gallery / db commands', 
       expect(functions).toEqual([{ schema: 'face_recog' }]);
       const status = await cli('gallery', 'status');
       expect(status).toContain('visitors: 3 rows with an image (column base64image), notify trigger installed');
-      expect(status).toContain('visitor_images: 3 rows with an image (column base64image), notify trigger installed');
-      expect(status).toContain('feature cache, mobilefacenet: 6 faces, 0 failed images, 25000 synthetic faces');
+      expect(status).toContain('visitor_images: 25003 rows with an image (column base64image), notify trigger installed');
+      expect(status).toContain('feature cache, mobilefacenet: 25006 faces, 0 failed images');
 
       const rose = join(dataDir, 'rose');
       await mkdir(rose);
@@ -142,15 +137,15 @@ describe.skipIf(fixturesMissing)('face-recog visitors / gallery / db commands', 
       expect(match.similarity).toBeGreaterThan(0.44);
     });
 
-    it('removes the triggers and the synthetic faces', async () => {
+    it('removes the triggers; deleted stored faces are never returned and leave the gallery', async () => {
       expect(await cli('db', 'uninstall-triggers')).toEqual(['notify triggers removed from public.visitor_images, public.visitors']);
       const triggers = await db.query(`SELECT 1 FROM pg_trigger WHERE tgname = 'face_recog_notify' UNION ALL SELECT 1 FROM pg_proc WHERE proname = 'face_recog_notify'`);
       expect(triggers).toEqual([]);
-      expect(await cli('gallery', 'drop-synthetic')).toEqual(['removed 25000 synthetic faces']);
-      // Synthetic faces are confirmed against the cache: once dropped they are never returned.
-      const [match] = await gallery.search([syntheticFace]);
-      expect(match?.visitorId ?? null).not.toMatch(/^synthetic-/);
-      expect(gallery.status().faces).toBeLessThan(25007);
+      await db.query(`DELETE FROM visitor_images WHERE visitor_id LIKE '${STORED_FACE_PREFIX}%'`);
+      const [match] = await gallery.search([storedFace]);
+      expect(match?.visitorId ?? '').not.toMatch(new RegExp(`^${STORED_FACE_PREFIX}`));
+      // The stale candidates woke the sync, which reconciles.
+      await waitFor('the deleted faces to leave the gallery', () => (gallery.status().faces === 7 ? true : undefined));
     });
   });
 

@@ -128,6 +128,7 @@ export async function openGallery(url: string | null, extractor: Extractor, over
     extractor,
     pollMs: 100,
     batchSize: 4,
+    concurrency: 2,
     logger,
     ...overrides,
   });

@@ -11,12 +11,13 @@ import {
   fetchSourceImages,
   introspectSources,
   listSourceRows,
-  listSourceRowsSince,
+  resolvedOids,
   rowVersionKey,
-  sourceFingerprint,
+  scanSource,
   sourceOids,
-  summarise,
+  type Source,
 } from '../../src/gallery/sources.js';
+import { detectChange, TableReflection } from '../../src/gallery/changes.js';
 import { logger, startTestPostgres, type TestPostgres } from './helpers.js';
 
 const SCHEMA = 'face_recog';
@@ -39,7 +40,7 @@ describe('visitor tables', () => {
     expect(sources).toEqual([]);
     expect(problems).toEqual([]);
     expect(sourceOids(sources)).toBe('/');
-    expect((await sourceFingerprint(db, sources)).tables).toBe('/');
+    expect(await resolvedOids(db)).toBe('/');
   });
 
   it('reads the quoted camel-case column and the unquoted one', async () => {
@@ -50,7 +51,7 @@ describe('visitor tables', () => {
       ['visitors', 'base64Image', '"base64Image"', '"public"."visitors"'],
       ['visitor_images', 'base64image', '"base64image"', '"public"."visitor_images"'],
     ]);
-    expect((await sourceFingerprint(db, sources)).tables).toBe(sourceOids(sources));
+    expect(await resolvedOids(db)).toBe(sourceOids(sources));
   });
 
   it('lists rows holding an image without reading them, and digests and fetches them by row', async () => {
@@ -58,10 +59,11 @@ describe('visitor tables', () => {
     const [visitors, images] = sources;
     await db.query(`INSERT INTO visitors VALUES ('a', 'aW1hZ2UtYQ=='), ('b', NULL), ('c', 'data:image/png;base64,aW1hZ2UtYw==')`);
     await db.query(`INSERT INTO visitor_images (visitor_id, base64image) VALUES ('a', 'aW1hZ2UtYTI='), (NULL, 'aW1hZ2UteA==')`);
-    const rows = await listSourceRows(db, visitors);
+    const { rows, window } = await listSourceRows(db, visitors);
     expect(rows.map((r) => r.visitorId).sort()).toEqual(['a', 'c']);
     expect(rows.every((r) => /^\(\d+,\d+\)$/.test(r.ctid) && r.xmin > 0)).toBe(true);
-    expect((await listSourceRows(db, images)).map((r) => r.visitorId)).toEqual(['a']);
+    expect(window.hi).toBeGreaterThan(BigInt(Math.max(...rows.map((r) => r.xmin))));
+    expect((await listSourceRows(db, images)).rows.map((r) => r.visitorId)).toEqual(['a']);
 
     const digested = await digestSourceRows(db, visitors, rows.map((r) => r.ctid));
     const fetched = await fetchSourceImages(db, visitors, rows.map((r) => r.ctid));
@@ -72,47 +74,46 @@ describe('visitor tables', () => {
     expect(fetched.map((f) => f.image).sort()).toEqual(['aW1hZ2UtYQ==', 'data:image/png;base64,aW1hZ2UtYw==']);
   });
 
-  it('changes its fingerprint on every insert, update and delete, and not otherwise', async () => {
-    const { sources } = await introspectSources(db, SCHEMA);
-    const fingerprint = async () => JSON.stringify([...(await sourceFingerprint(db, sources)).summaries], (_, v) => (typeof v === 'bigint' ? String(v) : v));
-    const start = await fingerprint();
-    await db.query(`SELECT * FROM visitors`);
-    expect(await fingerprint()).toBe(start);
-    await db.query(`INSERT INTO visitor_images (visitor_id, base64image) VALUES ('d', 'ZA==')`);
-    const afterInsert = await fingerprint();
-    expect(afterInsert).not.toBe(start);
-    await db.query(`UPDATE visitors SET "base64Image" = 'Yg==' WHERE visitor_id = 'b'`);
-    const afterUpdate = await fingerprint();
-    expect(afterUpdate).not.toBe(afterInsert);
-    await db.query(`UPDATE visitors SET "base64Image" = 'Yi0y' WHERE visitor_id = 'b'`);
-    const afterSecondUpdate = await fingerprint();
-    expect(afterSecondUpdate).not.toBe(afterUpdate);
-    await db.query(`DELETE FROM visitor_images WHERE visitor_id = 'd'`);
-    expect(await fingerprint()).not.toBe(afterSecondUpdate);
-  });
+  /** What a pass finds against what a listing taken earlier knows. */
+  async function changeSince(source: Source, known: TableReflection) {
+    const scan = await scanSource(db, source, known.window.lo);
+    return { change: detectChange(known.summary, scan.summary), scan };
+  }
 
-  it('sums up a table as its listing does, and an insert as exactly the rows written since', async () => {
+  it('sees nothing after reads, inserts as recent rows, and an update or delete of an older row as a reconcile', async () => {
     const { sources } = await introspectSources(db, SCHEMA);
     const images = sources.find((s) => s.table === 'visitor_images')!;
-    const listed = await listSourceRows(db, images);
-    const before = (await sourceFingerprint(db, sources)).summaries.get('visitor_images')!;
-    expect(summarise(listed)).toEqual(before);
-    const newest = Math.max(...listed.map((r) => r.xmin));
-    expect(await listSourceRowsSince(db, images, newest)).toEqual([]);
+    const visitors = sources.find((s) => s.table === 'visitors')!;
+    const listing = await listSourceRows(db, images);
+    const known = TableReflection.of(listing.rows, listing.window);
+    await db.query(`SELECT * FROM visitor_images`);
+    expect((await changeSince(images, known)).change).toBe('nothing');
+
     await db.query(`INSERT INTO visitor_images (visitor_id, base64image) VALUES ('e', 'ZQ=='), ('f', 'Zg==')`);
-    const since = await listSourceRowsSince(db, images, newest);
-    expect(since.map((r) => r.visitorId)).toEqual(['e', 'f']);
-    const added = summarise(since);
-    expect((await sourceFingerprint(db, sources)).summaries.get('visitor_images')).toEqual({
-      count: before.count + added.count,
-      xminSum: before.xminSum + added.xminSum,
-    });
+    const { change, scan } = await changeSince(images, known);
+    expect(change).toBe('inserts');
+    expect(scan.recent.map((r) => r.visitorId).sort()).toEqual(['e', 'f']);
+    // Once taken in, the same table agrees with the catalog again.
+    const next = known.advance(scan.recent, scan.next);
+    expect((await changeSince(images, next)).change).toBe('nothing');
+
+    const visitorsListing = await listSourceRows(db, visitors);
+    const knownVisitors = TableReflection.of(visitorsListing.rows, visitorsListing.window);
+    await db.query(`UPDATE visitors SET "base64Image" = 'Yg==' WHERE visitor_id = 'b'`);
+    // b had no image: a row holding one now is new.
+    expect((await changeSince(visitors, knownVisitors)).change).toBe('inserts');
+    await db.query(`UPDATE visitors SET "base64Image" = 'YS0y' WHERE visitor_id = 'a'`);
+    expect((await changeSince(visitors, knownVisitors)).change).toBe('reconcile');
     await db.query(`DELETE FROM visitor_images WHERE visitor_id IN ('e', 'f')`);
+    expect((await changeSince(images, next)).change).toBe('reconcile');
+    await db.query(`DELETE FROM visitor_images WHERE visitor_id = 'a'`);
+    expect((await changeSince(images, known)).change).toBe('reconcile');
+    await db.query(`INSERT INTO visitor_images (visitor_id, base64image) VALUES ('a', 'aW1hZ2UtYTI=')`);
   });
 
   it('confirms row versions: gone after a delete or update, present otherwise', async () => {
     const { sources } = await introspectSources(db, SCHEMA);
-    const rows = (await Promise.all(sources.map((s) => listSourceRows(db, s)))).flat();
+    const rows = (await Promise.all(sources.map(async (s) => (await listSourceRows(db, s)).rows))).flat();
     expect(await existingRowVersions(db, sources, rows)).toEqual(new Set(rows.map(rowVersionKey)));
     await db.query(`DELETE FROM visitors WHERE visitor_id = 'a'`);
     await db.query(`UPDATE visitor_images SET base64image = 'bmV3' WHERE visitor_id = 'a'`);
@@ -125,7 +126,7 @@ describe('visitor tables', () => {
   it('notices a table being dropped, reads bytea, and reports a column of another type', async () => {
     const before = await introspectSources(db, SCHEMA);
     await db.query(`DROP TABLE visitor_images`);
-    expect((await sourceFingerprint(db, before.sources.filter((s) => s.table === 'visitors'))).tables).not.toBe(sourceOids(before.sources));
+    expect(await resolvedOids(db)).not.toBe(sourceOids(before.sources));
     await db.query(`CREATE TABLE visitor_images (visitor_id text, base64image bytea)`);
     const bytea = await introspectSources(db, SCHEMA);
     expect(bytea.sources.map((s) => [s.table, s.imageKind])).toEqual([['visitors', 'text'], ['visitor_images', 'bytea']]);
@@ -141,14 +142,16 @@ describe('visitor tables', () => {
   it('applies its migrations once, even when two processes start together', async () => {
     const { db: fresh } = await pg.database('migrations');
     const [first, second] = await Promise.all([migrate(fresh), migrate(fresh)]);
-    expect([first.applied, second.applied].sort((a, b) => b.length - a.length)).toEqual([[1, 2], []]);
+    expect([first.applied, second.applied].sort((a, b) => b.length - a.length)).toEqual([[1, 2, 3], []]);
     expect((await migrate(fresh)).applied).toEqual([]);
     const tables = await fresh.query<{ schema: string; table_name: string }>(
       `SELECT table_schema AS schema, table_name FROM information_schema.tables WHERE table_name LIKE 'face_recog_%' ORDER BY table_name`,
     );
     expect(tables).toEqual([
       { schema: 'face_recog', table_name: 'face_recog_features' },
+      { schema: 'face_recog', table_name: 'face_recog_leases' },
       { schema: 'face_recog', table_name: 'face_recog_migrations' },
+      { schema: 'face_recog', table_name: 'face_recog_removals' },
     ]);
   });
 
@@ -161,7 +164,7 @@ describe('visitor tables', () => {
     const { url } = await pg.database('custom_schema');
     const custom = new Database(url, logger, 'kiosk_cache');
     try {
-      expect((await migrate(custom)).applied).toEqual([1, 2]);
+      expect((await migrate(custom)).applied).toEqual([1, 2, 3]);
       const tables = await custom.query<{ schema: string }>(
         `SELECT DISTINCT table_schema AS schema FROM information_schema.tables WHERE table_name LIKE 'face_recog_%'`,
       );

@@ -30,6 +30,8 @@ async function insertOldRows(db: Database, table: string): Promise<void> {
             ('mobilefacenet', 'visitors', '(0,2)', 701, 'brick', '\\x02', 'failed', 'no face detected', NULL, NULL, NULL)`,
     [EMBEDDING],
   );
+  // A benchmark's synthetic face, as older versions wrote them (no source row).
+  await db.query(`INSERT INTO ${table} (model, source_table, visitor_id, status, embedding) VALUES ('mobilefacenet', 'synthetic', 'synthetic-0', 'ok', $1)`, [EMBEDDING]);
 }
 
 const inSchema = (db: Database, schema: string) =>
@@ -64,13 +66,16 @@ describe.skipIf(postgresMissing)('upgrading from tables in public', () => {
 
     const report = await migrate(db);
     expect(report).toEqual({
-      applied: [2],
+      applied: [2, 3],
       moved: ['"public"."face_recog_features"', '"public"."face_recog_migrations"', '"public"."face_recog_notify"()'],
       leftBehind: [],
     });
     expect(await inSchema(db, 'public')).toEqual([]);
-    expect((await inSchema(db, 'face_recog')).map((r) => r.name)).toEqual(['face_recog_features', 'face_recog_migrations', 'face_recog_notify']);
-    // The enrolled face stays (upright, as the first version only looked upright); the failure is tried again.
+    expect((await inSchema(db, 'face_recog')).map((r) => r.name)).toEqual([
+      'face_recog_features', 'face_recog_leases', 'face_recog_migrations', 'face_recog_notify', 'face_recog_removals',
+    ]);
+    // The enrolled face stays (upright, as the first version only looked upright); the failure is
+    // tried again; synthetic faces are gone (every cached row now comes from a visitor row).
     const rows = await db.query(`SELECT visitor_id, status, reason, rotation, embedding = $1 AS same FROM face_recog.face_recog_features`, [EMBEDDING]);
     expect(rows).toEqual([{ visitor_id: 'obama', status: 'ok', reason: null, rotation: 0, same: true }]);
     expect((await migrate(db)).applied).toEqual([]);
@@ -86,11 +91,11 @@ describe.skipIf(postgresMissing)('upgrading from tables in public', () => {
 
     const report = await migrate(db);
     expect(report).toEqual({
-      applied: [1, 2],
+      applied: [1, 2, 3],
       moved: [],
       leftBehind: ['"public"."face_recog_features"', '"public"."face_recog_migrations"', '"public"."face_recog_notify"()'],
     });
-    expect((await inSchema(db, 'face_recog')).map((r) => r.name)).toEqual(['face_recog_features', 'face_recog_migrations']);
+    expect((await inSchema(db, 'face_recog')).map((r) => r.name)).toEqual(['face_recog_features', 'face_recog_leases', 'face_recog_migrations', 'face_recog_removals']);
     expect((await inSchema(db, 'public')).map((r) => r.name)).toEqual(['face_recog_features', 'face_recog_migrations', 'face_recog_notify']);
   });
 });

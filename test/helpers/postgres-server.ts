@@ -73,8 +73,8 @@ export interface PostgresServer {
   destroy(): Promise<void>;
 }
 
-/** Starts a fresh cluster in a temporary directory on a free port. */
-export async function startPostgresServer(): Promise<PostgresServer> {
+/** Starts a fresh cluster in a temporary directory on a free port; `settings` are extra server settings (e.g. wal_level=logical). */
+export async function startPostgresServer(settings: Record<string, string> = {}): Promise<PostgresServer> {
   if (!BIN) throw new Error(postgresMissing ?? 'no PostgreSQL binaries');
   const root = await mkdtemp(join(tmpdir(), 'face-recog-pg-'));
   const dataDir = join(root, 'data');
@@ -103,6 +103,7 @@ export async function startPostgresServer(): Promise<PostgresServer> {
       '-D', dataDir, '-p', String(port),
       '-c', `listen_addresses=${HOST}`, '-c', 'unix_socket_directories=',
       '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off',
+      ...Object.entries(settings).flatMap(([name, value]) => ['-c', `${name}=${value}`]),
     ]);
     const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';

@@ -208,6 +208,10 @@ export interface GalleryHealth {
      */
     sql: string | null;
   }[];
+  /**
+   * Replicas on one database: the extractor reconciles and extracts stored images, followers load what it extracted; null before this replica first asked
+   */
+  role: 'extractor' | 'follower' | null;
 }
 /**
  * 200 when models are loaded and the database answers; 503 otherwise

@@ -46,6 +46,8 @@ export class MemoryGallery implements Gallery {
       lastSyncAt: new Date(0).toISOString(),
       error: this.outage,
       problems: [],
+      role: 'extractor',
+      extractions: 0,
     };
   }
 
