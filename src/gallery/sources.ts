@@ -290,6 +290,8 @@ export interface SourceScan {
   recent: SourceRow[];
   /** This scan's snapshot: where the next window starts, and its end. */
   next: XidWindow;
+  /** What the pass cost the database: from the statement's start to its row, on the server's clock. */
+  serverMs: number;
 }
 
 /**
@@ -297,13 +299,14 @@ export interface SourceScan {
  * before `lo`, and the rows written since, listed (see changes.ts).
  */
 export async function scanSource(db: Queryable, source: Source, lo: bigint): Promise<SourceScan> {
-  const [row] = await db.query<{ lo: string; hi: string; settled_count: string; settled_sum: string; recent: [string, string, string][] }>(
+  const [row] = await db.query<{ lo: string; hi: string; settled_count: string; settled_sum: string; recent: [string, string, string][]; server_ms: number }>(
     `WITH snapshot AS (${SNAPSHOT_BOUNDS}),
           versions AS (
             SELECT ctid::text AS ctid, xmin::text::bigint AS x, ${source.visitorColumn}::text AS visitor_id,
                    ((xmin::text::bigint - $2::bigint + ${XID_MODULUS}) % ${XID_MODULUS}) < snapshot.hi::bigint - $1::bigint AS recent
               FROM ${source.relation}, snapshot WHERE ${rowsWithImage(source)})
-     SELECT snapshot.lo, snapshot.hi, v.settled_count, v.settled_sum, v.recent
+     SELECT snapshot.lo, snapshot.hi, v.settled_count, v.settled_sum, v.recent,
+            (extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::float8 AS server_ms
        FROM snapshot, (SELECT count(*) FILTER (WHERE NOT recent)::text AS settled_count,
                               coalesce(sum(x) FILTER (WHERE NOT recent), 0)::text AS settled_sum,
                               coalesce(json_agg(json_build_array(ctid, x::text, visitor_id)) FILTER (WHERE recent), '[]') AS recent
@@ -316,6 +319,7 @@ export async function scanSource(db: Queryable, source: Source, lo: bigint): Pro
     summary: { window: { lo, hi: next.hi }, settled: { count: Number(row.settled_count), xminSum: BigInt(row.settled_sum) }, recent: summariseRows(recent) },
     recent,
     next,
+    serverMs: row.server_ms,
   };
 }
 

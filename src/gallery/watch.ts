@@ -19,7 +19,7 @@ import type { GalleryProblem } from './types.js';
 
 /**
  * Share of one database core that passes may take while nothing is written: half the 1% allowed,
- * since a pass's cost is measured from the client (its round trip included) and the counters'
+ * since a pass's cost is its statement's time on the server, and its round trip and the counters'
  * reads come on top.
  */
 export const IDLE_BUDGET = 0.005;
@@ -108,19 +108,20 @@ export class SourceWatcher {
     const since = performance.now() - this.lastPassAt;
     if (since < (this.nudged ? changed : idle)) return { kind: 'nothing' };
     this.nudged = false;
-    return this.timed(() => this.pass());
-  }
-
-  /** Runs a pass, folding what it took into the estimate of a pass's cost (the client's wall time: an upper bound on the server's). */
-  private async timed(pass: () => Promise<Work>): Promise<Work> {
-    const started = performance.now();
     try {
-      return await pass();
+      return await this.pass();
     } finally {
-      const ms = performance.now() - started;
-      this.passMs = this.lastPassAt === -Infinity ? ms : COST_SMOOTHING * ms + (1 - COST_SMOOTHING) * this.passMs;
       this.lastPassAt = performance.now();
     }
+  }
+
+  /**
+   * Folds a pass's cost into the running estimate. The server's own time, not the client's wall
+   * time: a busy client (the service under load) must not make it look dearer and space the
+   * passes out, which only the database's cost should do.
+   */
+  private observePassCost(serverMs: number): void {
+    this.passMs = this.lastPassAt === -Infinity ? serverMs : COST_SMOOTHING * serverMs + (1 - COST_SMOOTHING) * this.passMs;
   }
 
   /** The tables' insert, update and delete counters, moved since the last call? */
@@ -153,6 +154,7 @@ export class SourceWatcher {
         return { table: s.table, known, scan: await scanSource(this.db, s, known.window.lo).catch((e) => this.onSchemaError(e)) };
       }),
     );
+    this.observePassCost(scans.reduce((sum, { scan }) => sum + (scan?.serverMs ?? 0), 0));
     if (scans.some(({ scan }) => scan === null)) return this.listAll();
     const changes = scans.map(({ table, known, scan }) => ({ table, known, scan: scan!, change: detectChange(known.summary, scan!.summary) }));
     if (changes.some((c) => c.change === 'reconcile')) {
