@@ -141,6 +141,17 @@ describe.skipIf(fixturesMissing || postgresMissing)('replicas on one PostgreSQL'
     return ms;
   }
 
+  /** SIGKILLs the extractor and waits until another holds the lease: when it was killed, and the ms the takeover took. */
+  async function killExtractor(killed: Replica, which: string): Promise<{ killedAt: number; takeoverMs: number }> {
+    killed.child.kill('SIGKILL');
+    const killedAt = performance.now();
+    await once(killed.child, 'exit');
+    await extractor();
+    const takeoverMs = performance.now() - killedAt;
+    console.log(`replicas: takeover after SIGKILL of ${which} extractor in ${Math.round(takeoverMs)} ms`);
+    return { killedAt, takeoverMs };
+  }
+
   /** Inserts the images; returns the ms from the commit until every live replica recognised them. */
   async function insertAndRecognise(ids: string[], batch: string[]): Promise<number> {
     const faces = ((await health(alive()[0])).gallery?.faces ?? 0) + ids.length;
@@ -197,12 +208,7 @@ describe.skipIf(fixturesMissing || postgresMissing)('replicas on one PostgreSQL'
     const killed = await extractor();
     const survivors = alive().filter((r) => r !== killed);
     const before = await Promise.all(survivors.map(extractions));
-    killed.child.kill('SIGKILL');
-    const killedAt = performance.now();
-    await once(killed.child, 'exit');
-    await extractor();
-    const takeoverMs = performance.now() - killedAt;
-    console.log(`replicas: takeover after SIGKILL of an idle extractor in ${Math.round(takeoverMs)} ms`);
+    const { takeoverMs } = await killExtractor(killed, 'an idle');
     expect(takeoverMs).toBeLessThanOrEqual(TAKEOVER_WITHIN_MS);
 
     const ids = Array.from({ length: IMAGES_AFTER_KILL }, (_, i) => `after-kill-${i}`);
@@ -219,12 +225,7 @@ describe.skipIf(fixturesMissing || postgresMissing)('replicas on one PostgreSQL'
     const before = await Promise.all(survivors.map(extractions));
     const faces = ((await health(survivors[0])).gallery?.faces ?? 0) + ids.length;
     await insert(ids, batch);
-    killed.child.kill('SIGKILL');
-    const killedAt = performance.now();
-    await once(killed.child, 'exit');
-    await extractor();
-    const takeoverMs = performance.now() - killedAt;
-    console.log(`replicas: takeover after SIGKILL of a busy extractor in ${Math.round(takeoverMs)} ms`);
+    const { killedAt, takeoverMs } = await killExtractor(killed, 'a busy');
     expect(takeoverMs).toBeLessThanOrEqual(TAKEOVER_WITHIN_MS);
     await everyReplicaRecognises(ids, batch, faces, killedAt);
     // One cached row per image, each written once: an image saved by the killed extractor was not extracted again.
