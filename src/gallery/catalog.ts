@@ -104,9 +104,12 @@ export class Catalog {
     return ids.flatMap((id) => this.byFeature.get(id) ?? []);
   }
 
-  /** The faces known for these row slots. */
-  bySlots(rows: SourceRow[]): Face[] {
-    return rows.flatMap((r) => this.slots(r.table).get(r.ctid) ?? []);
+  /** The known faces that come from exactly these row versions (same slot, same xmin). */
+  byVersions(rows: SourceRow[]): Face[] {
+    return rows.flatMap((r) => {
+      const face = this.slots(r.table).get(r.ctid);
+      return face && face.source.xmin === r.xmin ? [face] : [];
+    });
   }
 
   private slots(table: SourceTable): Map<string, Face> {

@@ -307,7 +307,7 @@ export class GallerySync {
     const { gone, fresh } =
       work.kind === 'reconcile'
         ? catalog.diff(work.rows)
-        : { gone: catalog.bySlots(work.gone).filter((f) => work.gone.some((r) => r.ctid === f.source.ctid && r.xmin === f.source.xmin)), fresh: work.fresh };
+        : { gone: catalog.byVersions(work.gone), fresh: work.fresh };
     // Gone faces leave the index at once; their cache rows are deleted after the new rows are in,
     // so an unchanged image under a new row version can reuse its embedding.
     await catalog.remove(gone);
