@@ -86,9 +86,8 @@ export class TableReflection {
 
   /** From a complete listing taken in a snapshot whose bounds are `window`. */
   static of(rows: SourceRow[], window: XidWindow): TableReflection {
-    const recent = rows.filter((r) => isRecent(r.xmin, window));
-    const settled = summariseRows(rows.filter((r) => !isRecent(r.xmin, window)));
-    return new TableReflection(window, settled, new Map(recent.map((r) => [r.ctid, r])));
+    const { recent, settled } = splitByWindow(rows, window);
+    return new TableReflection(window, settled, recent);
   }
 
   get summary(): TableSummary {
@@ -100,12 +99,23 @@ export class TableReflection {
    * starts at `nextLo`; rows older than it join the settled sum.
    */
   advance(recent: SourceRow[], next: XidWindow): TableReflection {
-    const stillRecent = recent.filter((r) => isRecent(r.xmin, next));
-    const settling = summariseRows(recent.filter((r) => !isRecent(r.xmin, next)));
-    return new TableReflection(
-      next,
-      { count: this.settled.count + settling.count, xminSum: this.settled.xminSum + settling.xminSum },
-      new Map(stillRecent.map((r) => [r.ctid, r])),
-    );
+    const { recent: stillRecent, settled: settling } = splitByWindow(recent, next);
+    return new TableReflection(next, { count: this.settled.count + settling.count, xminSum: this.settled.xminSum + settling.xminSum }, stillRecent);
   }
+}
+
+/** In one pass (a full listing holds every row of the table): the recent rows by ctid, the settled ones summed up. */
+function splitByWindow(rows: SourceRow[], window: XidWindow): { recent: Map<string, SourceRow>; settled: RowsSummary } {
+  const recent = new Map<string, SourceRow>();
+  let count = 0;
+  let xminSum = 0n;
+  for (const row of rows) {
+    if (isRecent(row.xmin, window)) {
+      recent.set(row.ctid, row);
+    } else {
+      count++;
+      xminSum += BigInt(row.xmin);
+    }
+  }
+  return { recent, settled: { count, xminSum } };
 }
