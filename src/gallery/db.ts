@@ -48,6 +48,11 @@ export function isPermissionDenied(error: unknown): boolean {
   return sqlState(error) === INSUFFICIENT_PRIVILEGE;
 }
 
+/** Texts as a text[] literal (PostgreSQL's array syntax, each element quoted), safe to splice into SQL whatever they hold. */
+export function textArrayLiteral(values: string[]): string {
+  return `${pg.escapeLiteral(`{${values.map((v) => `"${v.replace(/["\\]/g, '\\$&')}"`).join(',')}}`)}::text[]`;
+}
+
 /** A double-quoted identifier, safe to splice into SQL whatever it contains. */
 export function quoteIdentifier(name: string): string {
   return pg.escapeIdentifier(name);
@@ -141,22 +146,25 @@ export class Database implements Queryable {
   }
 
   /**
-   * Runs `work` in one read-only transaction bounded by `limit`: the wait for a pooled connection
-   * and every statement (lock waits included, through statement_timeout) end when it passes,
-   * with FaceRecogError('timeout'). A statement is given the time left when the transaction began.
+   * One read-only statement bounded by `limit`: the wait for a pooled connection and the
+   * statement (lock waits included, through statement_timeout) end when it passes, with
+   * FaceRecogError('timeout'). It costs one round trip: the transaction, its limit, the statement
+   * and the commit go as one simple query, so the statement takes no parameters (`textArrayLiteral`).
    */
-  async readWithin<T>(limit: TimeLimit, work: (tx: Queryable) => Promise<T>): Promise<T> {
+  async readWithin<R extends object = Row>(limit: TimeLimit, statement: string): Promise<R[]> {
     const client = await this.connect(limit);
-    // One round trip opens the transaction and sets its limit.
-    const begin = () => `BEGIN READ ONLY; SET LOCAL statement_timeout = ${timeLeft(limit, BOUNDED_STAGE)}`;
-    return this.inTransaction(client, begin, (tx) =>
-      work({
-        query: <R extends object = Row>(sql: string, values?: unknown[]) =>
-          tx.query<R>(sql, values).catch((error: unknown) => {
-            throw sqlState(error) === QUERY_CANCELED ? limitExceeded(BOUNDED_STAGE) : error;
-          }),
-      }),
-    );
+    const text = `BEGIN READ ONLY; SET LOCAL statement_timeout = ${timeLeft(limit, BOUNDED_STAGE)}; ${statement}; COMMIT`;
+    let failure: unknown;
+    try {
+      const results = (await client.query(text)) as unknown as pg.QueryResult<R>[];
+      return results[2].rows;
+    } catch (error) {
+      failure = sqlState(error) === QUERY_CANCELED ? limitExceeded(BOUNDED_STAGE) : databaseError(error);
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw failure;
+    } finally {
+      client.release(failure instanceof FaceRecogError && failure.code === 'gallery_unavailable');
+    }
   }
 
   /** A pooled connection; with a `limit`, waited for no longer than it. */

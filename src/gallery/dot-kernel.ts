@@ -36,6 +36,11 @@ const PAGE_BYTES = 65_536;
 const MAX_PAGES = 65_536;
 /** A run that has not finished after this long is abandoned and its workers replaced (a million faces take about 10 ms). */
 const RUN_TIMEOUT_MS = 10_000;
+/**
+ * Runs of at most this many row scores (rows x queries) are scored on the calling thread: handing
+ * a run to the workers and back costs about as much as scoring this many here (measured: bench/search.ts).
+ */
+const IN_THREAD_SCORES = 65_536;
 
 const KERNEL_SOURCE = new URL('./kernel/search.wat', import.meta.url);
 const WASM_FEATURES = { simd: true, threads: true, relaxed_simd: true };
@@ -265,6 +270,8 @@ function sizeClass(size: number): number {
 
 export interface DotKernelOptions {
   threads?: number;
+  /** Runs of at most this many row scores run on the calling thread (IN_THREAD_SCORES unless given; 0: always on the workers). */
+  inThreadScores?: number;
   /** The first form this Node.js runs exactly unless given. */
   form?: KernelForm;
 }
@@ -284,6 +291,9 @@ export class DotKernel {
     readonly memory: WebAssembly.Memory,
     readonly form: KernelForm,
     private readonly workers: KernelWorker[],
+    /** The kernel's `search` on this thread, over the same memory. */
+    private readonly searchHere: (...share: Share) => void,
+    private readonly inThreadScores: number,
   ) {}
 
   /** The process's kernel, started on first use with one worker per core. */
@@ -298,7 +308,8 @@ export class DotKernel {
     const memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
     const threads = Math.max(1, options.threads ?? availableParallelism());
     const workers = Array.from({ length: threads }, () => new KernelWorker({ module, memory }));
-    return new DotKernel(memory, form, workers);
+    const { search } = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as { search: (...share: Share) => void };
+    return new DotKernel(memory, form, workers, search, options.inThreadScores ?? IN_THREAD_SCORES);
   }
 
   /** Bytes a job's `candidates` needs: for each worker and query, its state and `places` rows and scores. */
@@ -385,11 +396,21 @@ export class DotKernel {
         shares[w].push([job.codes + first * job.stride, count, job.stride, job.scales + first * 4, job.queryCodes, job.queries, job.offsets, at, job.places, first]);
       });
     }
+    if (jobs.reduce((sum, job) => sum + job.rows * job.queries, 0) <= this.inThreadScores) return this.runHere(shares);
     const id = ++this.runs;
     const results = await Promise.allSettled(
       this.workers.map((worker, w) => (shares[w].length > 0 ? worker.run(id, shares[w], timeoutMs) : Promise.resolve())),
     );
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
+  }
+
+  /** Every worker's shares, scored here one after another: each still writes its own worker's candidates. */
+  private runHere(shares: Share[][]): void {
+    try {
+      for (const share of shares.flat()) this.searchHere(...share);
+    } catch (error) {
+      throw new FaceRecogError('internal', `the search kernel failed: ${error instanceof Error ? error.message : String(error)}`);
+    }
   }
 }

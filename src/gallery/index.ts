@@ -10,11 +10,11 @@ import { FaceRecogError } from '../errors.js';
 import { redactUrl } from '../redact.js';
 import { Catalog, type Face } from './catalog.js';
 import { openDatabase, type OpenDatabase } from './connect.js';
-import { DATABASE_RETRY_AFTER_S, sqlState, type Database, type Queryable } from './db.js';
+import { DATABASE_RETRY_AFTER_S, sqlState, type Database } from './db.js';
 import { FeatureCache } from './feature-cache.js';
 import { listImages, type ImagePage, type ImageQuery } from './images.js';
 import { describeProblem } from './problems.js';
-import { existingRowVersions, rowVersionKey, type Source, type SourceRow } from './sources.js';
+import { existingRowVersions, rowVersionKey, type RowVersion, type Source, type SourceRow } from './sources.js';
 import { GallerySync } from './sync.js';
 import type { TimeLimit } from './time-limit.js';
 import type { Extractor, Gallery, GalleryStatus, Match } from './types.js';
@@ -48,9 +48,9 @@ const DEEPER = 4;
 
 type Connection = NonNullable<GallerySync['connection']>;
 
-/** `work` on the database, within `limit` when there is one. */
-function read<T>(db: Database, limit: TimeLimit | undefined, work: (db: Queryable) => Promise<T>): Promise<T> {
-  return limit ? db.readWithin(limit, work) : work(db);
+/** Runs statements on the database, within `limit` when there is one. */
+function reader(db: Database, limit: TimeLimit | undefined): (statement: string) => Promise<RowVersion[]> {
+  return (statement) => (limit ? db.readWithin<RowVersion>(limit, statement) : db.query<RowVersion>(statement));
 }
 
 class PostgresGallery implements GalleryHandle {
@@ -109,7 +109,7 @@ class PostgresGallery implements GalleryHandle {
   private async existingVersions(connection: Connection, rows: SourceRow[], limit: TimeLimit | undefined): Promise<Set<string>> {
     if (rows.length === 0) return new Set();
     try {
-      return await read(connection.db, limit, (db) => existingRowVersions(db, connection.sources, rows));
+      return await existingRowVersions(reader(connection.db, limit), connection.sources, rows);
     } catch (error) {
       if (!['42P01', '42703'].includes(sqlState(error) ?? '')) throw error;
       // A visitor table was dropped or altered since the sync last looked: check table by table,
@@ -117,7 +117,7 @@ class PostgresGallery implements GalleryHandle {
       this.sync.wake(true);
       const perTable = await Promise.all(
         connection.sources.map((source: Source) =>
-          read(connection.db, limit, (db) => existingRowVersions(db, [source], rows)).catch((failure: unknown) => {
+          existingRowVersions(reader(connection.db, limit), [source], rows).catch((failure: unknown) => {
             if (failure instanceof FaceRecogError && failure.code === 'timeout') throw failure;
             return new Set<string>();
           }),

@@ -6,7 +6,7 @@
 // reading a single image; images (TOASTed, large) are read only for rows that are new.
 import { summariseRows, XID_MODULUS, type TableSummary, type XidWindow } from './changes.js';
 import type { Database, Queryable } from './db.js';
-import { quoteIdentifier } from './db.js';
+import { quoteIdentifier, textArrayLiteral } from './db.js';
 import { permissionProblem, relationSql } from './problems.js';
 import type { GalleryProblem } from './types.js';
 
@@ -340,21 +340,27 @@ export function sourceOids(sources: Source[]): string {
  * statement for all tables, run in its own snapshot: a row deleted or updated by a transaction
  * committed before this call is absent.
  */
-export async function existingRowVersions(db: Queryable, sources: Source[], rows: SourceRow[]): Promise<Set<string>> {
+export async function existingRowVersions(run: (statement: string) => Promise<RowVersion[]>, sources: Source[], rows: SourceRow[]): Promise<Set<string>> {
   const parts: string[] = [];
-  const values: string[][] = [];
   for (const source of sources) {
     const ctids = rows.filter((r) => r.table === source.table).map((r) => r.ctid);
     if (ctids.length === 0) continue;
-    values.push(ctids);
+    // A statement without parameters: it may be sent with its transaction in one round trip (Database.readWithin).
     parts.push(
       `SELECT '${source.table}' AS t, ctid::text AS ctid, xmin::text AS xmin FROM ${source.relation}
-        WHERE ctid = ANY ($${values.length}::tid[]) AND ${rowsWithImage(source)}`,
+        WHERE ctid = ANY (${textArrayLiteral(ctids)}::tid[]) AND ${rowsWithImage(source)}`,
     );
   }
   if (parts.length === 0) return new Set();
-  const found = await db.query<{ t: string; ctid: string; xmin: string }>(parts.join(' UNION ALL '), values);
+  const found = await run(parts.join(' UNION ALL '));
   return new Set(found.map((r) => `${r.t}:${r.ctid}:${r.xmin}`));
+}
+
+/** A row version as existingRowVersions' statement lists it. */
+export interface RowVersion {
+  t: string;
+  ctid: string;
+  xmin: string;
 }
 
 export function rowVersionKey(row: { table: string; ctid: string; xmin: number }): string {

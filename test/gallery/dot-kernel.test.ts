@@ -2,8 +2,9 @@
 // (relaxed SIMD where it is exact, plain SIMD always): every kept score exact, including the
 // extreme codes; the kept rows the best ones above the floor, for row counts that do not divide
 // into tiles or among the workers, one query and several (odd and even counts), strides with padding, and shares with fewer
-// rows than places. Then faults: a failing and a hanging run each reject on their own and later
-// runs succeed, without a listener left behind per run.
+// rows than places; small runs scored on the calling thread and on the workers alike. Then faults:
+// a failing and a hanging run each reject on their own and later runs succeed, without a listener
+// left behind per run.
 import { afterAll, describe, expect, it } from 'vitest';
 import { FaceRecogError } from '../../src/errors.js';
 import { DotKernel, LANE_BYTES, ROW_CODE_OFFSET, type KernelForm, type SearchJob } from '../../src/gallery/dot-kernel.js';
@@ -81,10 +82,14 @@ async function availableForms(): Promise<KernelForm[]> {
 }
 
 const forms = await availableForms();
-const kernels = new Map<KernelForm, DotKernel>();
-async function kernelIn(form: KernelForm): Promise<DotKernel> {
-  if (!kernels.has(form)) kernels.set(form, await DotKernel.create({ form }));
-  return kernels.get(form)!;
+/** Where a run is scored: on the calling thread (small runs, by default) or on the workers. */
+type Placement = 'here' | 'workers';
+const PLACEMENTS: Record<Placement, number> = { here: Infinity, workers: 0 };
+const kernels = new Map<string, DotKernel>();
+async function kernelIn(form: KernelForm, placement: Placement): Promise<DotKernel> {
+  const name = `${form} ${placement}`;
+  if (!kernels.has(name)) kernels.set(name, await DotKernel.create({ form, inThreadScores: PLACEMENTS[placement] }));
+  return kernels.get(name)!;
 }
 afterAll(async () => {
   for (const kernel of kernels.values()) await kernel.stop();
@@ -96,7 +101,7 @@ describe('DotKernel', () => {
     expect((await DotKernel.get()).form).toBe(forms[0]);
   });
 
-  describe.each(forms)('in its %s form', (form) => {
+  describe.each(forms.flatMap((form) => (['here', 'workers'] as const).map((placement) => ({ form, placement }))))('in its $form form, scored $placement', ({ form, placement }) => {
     it.each([
       { dimension: 128, rows: 1001, queries: 1, places: 32 },
       { dimension: 128, rows: 3, queries: 5, places: 3 },
@@ -104,7 +109,7 @@ describe('DotKernel', () => {
       { dimension: 512, rows: 64, queries: 3, places: 64 },
       { dimension: 16, rows: 20_000, queries: 8, places: 8 },
     ])('scores exactly and keeps the best rows ($dimension-d, $rows rows, $queries queries, $places places)', async ({ dimension, rows, queries, places }) => {
-      const kernel = await kernelIn(form);
+      const kernel = await kernelIn(form, placement);
       const { expected, job, release } = fixture(kernel, dimension, rows, queries, dimension * 7 + rows);
       const unbounded = new Array(queries).fill(-Infinity);
       const sizes = { all: kernel.candidateBytes(queries, kernel.rowsPerShare(rows)), best: kernel.candidateBytes(queries, places) };
@@ -176,8 +181,8 @@ describe('DotKernel faults', () => {
     return { scores, expected: expected[1] };
   }
 
-  it('fails only the run that read out of bounds, then searches as before, without a listener per run', async () => {
-    const kernel = await DotKernel.create();
+  it.each(['here', 'workers'] as const)('fails only the run that read out of bounds (scored %s), then searches as before, without a listener per run', async (placement) => {
+    const kernel = await DotKernel.create({ inThreadScores: PLACEMENTS[placement] });
     const warnings: Error[] = [];
     const onWarning = (w: Error) => warnings.push(w);
     process.on('warning', onWarning);

@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.js';
-import { Database } from '../../src/gallery/db.js';
+import { Database, textArrayLiteral } from '../../src/gallery/db.js';
 import { migrate } from '../../src/gallery/migrations.js';
 import {
   digestSourceRows,
@@ -114,13 +114,22 @@ describe('visitor tables', () => {
   it('confirms row versions: gone after a delete or update, present otherwise', async () => {
     const { sources } = await introspectSources(db, SCHEMA);
     const rows = (await Promise.all(sources.map(async (s) => (await listSourceRows(db, s)).rows))).flat();
-    expect(await existingRowVersions(db, sources, rows)).toEqual(new Set(rows.map(rowVersionKey)));
+    expect(await existingRowVersions((statement) => db.query(statement), sources, rows)).toEqual(new Set(rows.map(rowVersionKey)));
     await db.query(`DELETE FROM visitors WHERE visitor_id = 'a'`);
     await db.query(`UPDATE visitor_images SET base64image = 'bmV3' WHERE visitor_id = 'a'`);
-    const alive = await existingRowVersions(db, sources, rows);
+    const alive = await existingRowVersions((statement) => db.query(statement), sources, rows);
     const gone = rows.filter((r) => (r.table === 'visitors' && r.visitorId === 'a') || (r.table === 'visitor_images' && r.visitorId === 'a'));
     expect(gone).toHaveLength(2);
     expect(alive).toEqual(new Set(rows.filter((r) => !gone.includes(r)).map(rowVersionKey)));
+    // The same statement in one round trip with its time limit, as a request's search sends it.
+    const within = await existingRowVersions((statement) => db.readWithin({ remainingMs: 10_000 }, statement), sources, rows);
+    expect(within).toEqual(alive);
+  });
+
+  it('splices texts into a statement as a text[] literal, whatever characters they hold', async () => {
+    const texts = ['(0,1)', 'a"b', 'c\\d', "e'f", '{x,y}', 'NULL', '', 'ünï 😀'];
+    const [row] = await db.query<{ v: string[] }>(`SELECT ${textArrayLiteral(texts)} AS v`);
+    expect(row.v).toEqual(texts);
   });
 
   it('notices a table being dropped, reads bytea, and reports a column of another type', async () => {
