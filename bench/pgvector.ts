@@ -9,6 +9,7 @@
 // Needs pgvector for the system PostgreSQL (bash .ci/pgvector.sh). Writes bench/results/pgvector.json.
 import { spawnSync } from 'node:child_process';
 import { VectorIndex, type Hit } from '../src/gallery/vector-index.js';
+import { vectorsAt } from '../test/helpers/vectors.js';
 import {
   createIndex,
   createTables,
@@ -128,7 +129,8 @@ async function measureSize(faces: number): Promise<SizeResult> {
     for (let start = 0; start < faces; start += PAGE) {
       await index.add(vectors.slice(start, start + PAGE).map((vector, i) => ({ key: start + i, vector })));
     }
-    const truth = withIds(await index.search(recallQueries, K), ids);
+    const source = vectorsAt(vectors);
+    const truth = withIds(await index.search(recallQueries, K, source), ids);
     const bytes: Record<string, number> = {
       in_memory_index: Math.round(index.allocatedBytes / faces),
       feature_rows: Math.round((await relationBytes(server, FEATURES)) / faces),
@@ -138,7 +140,7 @@ async function measureSize(faces: number): Promise<SizeResult> {
 
     const measure = async (variants: Variant[]) => {
       const sessions = await Promise.all(variants.map((v) => SearchSession.open(server, DATABASE, v.mode, v.settings)));
-      const fns: Record<string, () => Promise<unknown>> = { in_memory_1: () => index.search(image.slice(0, 1), K), in_memory_8: () => index.search(image, K) };
+      const fns: Record<string, () => Promise<unknown>> = { in_memory_1: () => index.search(image.slice(0, 1), K, source), in_memory_8: () => index.search(image, K, source) };
       variants.forEach(({ name, confirmed }, v) => {
         fns[`${name}_1`] = () => sessions[v].search(image.slice(0, 1), K, confirmed);
         fns[`${name}_8`] = () => sessions[v].search(image, K, confirmed);

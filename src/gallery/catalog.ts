@@ -3,7 +3,7 @@
 import type { CachedFeature } from './feature-cache.js';
 import { SOURCE_TABLES, type SourceRow, type SourceTable } from './sources.js';
 import type { TimeLimit } from './time-limit.js';
-import type { Hit, VectorIndex } from './vector-index.js';
+import type { VectorIndex } from './vector-index.js';
 
 export interface Face {
   featureId: number;
@@ -116,12 +116,23 @@ export class Catalog {
     return this.bySlot.get(table)!;
   }
 
-  /** The k nearest searchable faces per query, within `limit` when given. */
-  async nearest(queries: Float32Array[], k: number, limit?: TimeLimit): Promise<{ face: Face; similarity: number }[][]> {
-    const hits = await this.index.search(queries, k, limit);
-    return hits.map((list) => list.flatMap((h: Hit) => {
-      const face = this.byFeature.get(h.key);
-      return face?.searchable ? [{ face, similarity: h.similarity }] : [];
-    }));
+  /**
+   * The k nearest searchable faces per query that `current` still vouches for (it answers the
+   * embeddings of the faces whose stored image is still there, unchanged), within `limit` when given.
+   */
+  async nearest(
+    queries: Float32Array[],
+    k: number,
+    current: (faces: Face[]) => Promise<Map<Face, Float32Array>>,
+    limit?: TimeLimit,
+  ): Promise<{ face: Face; similarity: number }[][]> {
+    const vouched = new Map<number, Face>();
+    const vectorsOf = async (keys: number[]) => {
+      const vectors = await current(keys.flatMap((key) => this.byFeature.get(key) ?? []));
+      for (const face of vectors.keys()) vouched.set(face.featureId, face);
+      return new Map([...vectors].map(([face, vector]) => [face.featureId, vector]));
+    };
+    const hits = await this.index.search(queries, k, vectorsOf, limit);
+    return hits.map((list) => list.map((hit) => ({ face: vouched.get(hit.key)!, similarity: hit.similarity })));
   }
 }

@@ -146,18 +146,18 @@ export class Database implements Queryable {
   }
 
   /**
-   * One read-only statement bounded by `limit`: the wait for a pooled connection and the
-   * statement (lock waits included, through statement_timeout) end when it passes, with
-   * FaceRecogError('timeout'). It costs one round trip: the transaction, its limit, the statement
-   * and the commit go as one simple query, so the statement takes no parameters (`textArrayLiteral`).
+   * Read-only statements in one transaction and one round trip (they go, with the transaction,
+   * as one simple query, so they take no parameters: `textArrayLiteral`); their rows, in order.
+   * With a `limit`, the wait for a pooled connection and each statement (lock waits included,
+   * through statement_timeout) end when it passes, with FaceRecogError('timeout').
    */
-  async readWithin<R extends object = Row>(limit: TimeLimit, statement: string): Promise<R[]> {
+  async read(statements: string[], limit?: TimeLimit): Promise<Row[][]> {
     const client = await this.connect(limit);
-    const text = `BEGIN READ ONLY; SET LOCAL statement_timeout = ${timeLeft(limit, BOUNDED_STAGE)}; ${statement}; COMMIT`;
+    const opening = ['BEGIN READ ONLY', ...(limit ? [`SET LOCAL statement_timeout = ${timeLeft(limit, BOUNDED_STAGE)}`] : [])];
     let failure: unknown;
     try {
-      const results = (await client.query(text)) as unknown as pg.QueryResult<R>[];
-      return results[2].rows;
+      const results = (await client.query([...opening, ...statements, 'COMMIT'].join('; '))) as unknown as pg.QueryResult<Row>[];
+      return results.slice(opening.length, opening.length + statements.length).map((r) => r.rows);
     } catch (error) {
       failure = sqlState(error) === QUERY_CANCELED ? limitExceeded(BOUNDED_STAGE) : databaseError(error);
       await client.query('ROLLBACK').catch(() => undefined);

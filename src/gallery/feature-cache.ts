@@ -1,7 +1,7 @@
 // The feature cache: our own table of what the recognizer made of each stored image, so an image
 // is extracted once per model, not on every recognition (the guide's on-the-fly design).
-import type { Database, Queryable } from './db.js';
-import type { SourceRow, SourceTable } from './sources.js';
+import { textArrayLiteral, type Database, type Queryable, type Row } from './db.js';
+import { rowVersionKey, type SourceRow, type SourceTable } from './sources.js';
 import type { ImageReason, Rotation } from './types.js';
 
 export type FaceBox = [number, number, number, number];
@@ -85,6 +85,14 @@ interface FeatureRow {
   version: string;
 }
 
+type EmbeddingRow = Pick<FeatureRow, 'feature_id' | 'source_table' | 'source_ctid' | 'source_xmin'> & { embedding: Buffer };
+
+/** A cached embedding and the row version (rowVersionKey) it was made from. */
+export interface CachedEmbedding {
+  source: string;
+  embedding: Float32Array;
+}
+
 const FEATURE_COLUMNS = `id::text AS feature_id, source_table, source_ctid::text AS source_ctid, source_xmin::text AS source_xmin, visitor_id, embedding, version::text AS version`;
 
 export class FeatureCache {
@@ -144,6 +152,26 @@ export class FeatureCache {
       const newest = [...rows, ...removed].reduce((max, r) => Math.max(max, Number(r.version)), version);
       return { features: rows.map(cachedFeature), removed: removed.map((r) => Number(r.feature_id)), version: newest };
     });
+  }
+
+  /**
+   * A statement listing the embeddings of these feature ids with the row version each comes
+   * from (read them with `embeddingsFrom`). It takes no parameters, so that it can be sent with
+   * others in one round trip (Database.read).
+   */
+  embeddingsStatement(ids: number[]): string {
+    return `SELECT id::text AS feature_id, source_table, source_ctid::text AS source_ctid, source_xmin::text AS source_xmin, embedding
+      FROM ${this.table} WHERE id = ANY (${textArrayLiteral(ids.map(String))}::bigint[]) AND embedding IS NOT NULL`;
+  }
+
+  /** What embeddingsStatement listed, by feature id. */
+  embeddingsFrom(rows: Row[]): Map<number, CachedEmbedding> {
+    return new Map(
+      (rows as unknown as EmbeddingRow[]).map((r) => [
+        Number(r.feature_id),
+        { source: rowVersionKey({ table: r.source_table, ctid: r.source_ctid, xmin: Number(r.source_xmin) }), embedding: decodeEmbedding(r.embedding) },
+      ]),
+    );
   }
 
   /** Outcomes already known for these image digests (any row identity), by hex digest. */

@@ -1,20 +1,22 @@
-// The visitor gallery the server searches: embeddings of every stored visitor image, kept in
-// memory and in sync with the visitor tables, so recognition costs one matrix product and one
-// small query whatever the number of visitors.
+// The visitor gallery the server searches: every stored visitor image's face, kept in memory as
+// codes (vector-index.ts) in sync with the visitor tables, so recognition costs one pass over the
+// codes and one small query whatever the number of visitors. The query reads the float32
+// embeddings of the few faces that can be the best from the feature cache, which holds them
+// anyway, rather than a copy of them all in memory (512 MB at a million faces).
 //
-// Correctness does not rest on the sync being quick: every candidate a search returns is first
-// confirmed against the visitor tables in the request's own snapshot, so a visitor deleted (or
-// an image changed) by a transaction that committed before the request is never returned.
+// Correctness does not rest on the sync being quick: the same query confirms each of those faces
+// against the visitor tables in the request's own snapshot, so a visitor deleted (or an image
+// changed) by a transaction that committed before the request is never returned.
 import type { Logger } from 'pino';
 import { FaceRecogError } from '../errors.js';
 import { redactUrl } from '../redact.js';
 import { Catalog, type Face } from './catalog.js';
 import { openDatabase, type OpenDatabase } from './connect.js';
 import { DATABASE_RETRY_AFTER_S, sqlState, type Database } from './db.js';
-import { FeatureCache } from './feature-cache.js';
+import { FeatureCache, type CachedEmbedding } from './feature-cache.js';
 import { listImages, type ImagePage, type ImageQuery } from './images.js';
 import { describeProblem } from './problems.js';
-import { existingRowVersions, rowVersionKey, type RowVersion, type Source, type SourceRow } from './sources.js';
+import { rowVersionKey, rowVersionKeys, rowVersionsStatement, type Source } from './sources.js';
 import { GallerySync } from './sync.js';
 import type { TimeLimit } from './time-limit.js';
 import type { Extractor, Gallery, GalleryStatus, Match } from './types.js';
@@ -42,16 +44,7 @@ export interface GalleryHandle extends Gallery {
   readonly ready: Promise<void>;
 }
 
-/** Candidates fetched per query at first; multiplied while every candidate turns out stale. */
-const FIRST_CANDIDATES = 8;
-const DEEPER = 4;
-
 type Connection = NonNullable<GallerySync['connection']>;
-
-/** Runs statements on the database, within `limit` when there is one. */
-function reader(db: Database, limit: TimeLimit | undefined): (statement: string) => Promise<RowVersion[]> {
-  return (statement) => (limit ? db.readWithin<RowVersion>(limit, statement) : db.query<RowVersion>(statement));
-}
 
 class PostgresGallery implements GalleryHandle {
   readonly ready: Promise<void>;
@@ -76,54 +69,71 @@ class PostgresGallery implements GalleryHandle {
 
   async search(queries: Float32Array[], limit?: TimeLimit): Promise<(Match | null)[]> {
     const connection = this.usable();
-    const results: (Match | null)[] = queries.map(() => null);
-    let open = queries.map((_, i) => i);
-    for (let k = FIRST_CANDIDATES; open.length > 0 && this.catalog.faces > 0; k *= DEEPER) {
-      const candidates = await this.catalog.nearest(open.map((i) => queries[i]), k, limit);
-      const alive = await this.confirm(connection, candidates.flat().map((c) => c.face), limit);
-      let staleSeen = false;
-      open = open.filter((query, j) => {
-        const best = candidates[j].find((c) => alive.has(c.face));
-        if (best) results[query] = { visitorId: best.face.visitorId, similarity: best.similarity };
-        staleSeen ||= candidates[j].some((c) => !alive.has(c.face));
-        // Every candidate was stale: look further down the list, while there is further.
-        return !best && k < this.catalog.faces;
-      });
-      if (staleSeen) this.sync.wake(true);
-    }
-    return results;
+    let staleSeen = false;
+    const nearest = await this.catalog.nearest(
+      queries,
+      1,
+      async (faces) => {
+        const current = await this.current(connection, faces, limit);
+        staleSeen ||= current.size < faces.length;
+        return current;
+      },
+      limit,
+    );
+    // A face whose stored image is gone or changed: the sync has something to catch up on.
+    if (staleSeen) this.sync.wake(true);
+    return nearest.map(([best]) => (best ? { visitorId: best.face.visitorId, similarity: best.similarity } : null));
   }
 
-  /** The faces whose stored image is still there, unchanged, now. */
-  private async confirm(connection: Connection, faces: Face[], limit: TimeLimit | undefined): Promise<Set<Face>> {
-    const unique = [...new Set(faces)];
+  /**
+   * The embeddings of the faces whose stored image is still there, unchanged, now, from the
+   * feature cache: the cached row and the visitor row each checked against the face's row
+   * version, in one round trip.
+   */
+  private async current(connection: Connection, faces: Face[], limit: TimeLimit | undefined): Promise<Map<Face, Float32Array>> {
     try {
-      const versions = await this.existingVersions(connection, unique.map((f) => f.source), limit);
-      return new Set(unique.filter((f) => versions.has(rowVersionKey(f.source))));
+      const { embeddings, present } = await this.read(connection, faces, limit);
+      return new Map(
+        faces.flatMap((face) => {
+          const version = rowVersionKey(face.source);
+          const cached = embeddings.get(face.featureId);
+          return cached && cached.source === version && present.has(version) ? [[face, cached.embedding] as const] : [];
+        }),
+      );
     } catch (error) {
       if (error instanceof FaceRecogError && error.code === 'gallery_unavailable') this.sync.markDown(error);
       throw error;
     }
   }
 
-  private async existingVersions(connection: Connection, rows: SourceRow[], limit: TimeLimit | undefined): Promise<Set<string>> {
-    if (rows.length === 0) return new Set();
+  private async read(connection: Connection, faces: Face[], limit: TimeLimit | undefined): Promise<{ embeddings: Map<number, CachedEmbedding>; present: Set<string> }> {
+    const { db, cache, sources } = connection;
+    const cached = cache.embeddingsStatement(faces.map((f) => f.featureId));
+    const rows = faces.map((f) => f.source);
+    const versions = rowVersionsStatement(sources, rows);
     try {
-      return await existingRowVersions(reader(connection.db, limit), connection.sources, rows);
+      const [embeddingRows, versionRows = []] = await db.read(versions ? [cached, versions] : [cached], limit);
+      return { embeddings: cache.embeddingsFrom(embeddingRows), present: rowVersionKeys(versionRows) };
     } catch (error) {
       if (!['42P01', '42703'].includes(sqlState(error) ?? '')) throw error;
       // A visitor table was dropped or altered since the sync last looked: check table by table,
       // counting the rows of a table that cannot be read as gone (but not a table out of time).
       this.sync.wake(true);
+      const [embeddingRows] = await db.read([cached], limit);
       const perTable = await Promise.all(
-        connection.sources.map((source: Source) =>
-          existingRowVersions(reader(connection.db, limit), [source], rows).catch((failure: unknown) => {
-            if (failure instanceof FaceRecogError && failure.code === 'timeout') throw failure;
-            return new Set<string>();
-          }),
-        ),
+        sources.map(async (source: Source) => {
+          const statement = rowVersionsStatement([source], rows);
+          if (!statement) return new Set<string>();
+          return db.read([statement], limit).then(
+            ([found]) => rowVersionKeys(found),
+            (failure: unknown) => {
+              if (failure instanceof FaceRecogError && failure.code === 'timeout') throw failure;
+              return new Set<string>();
+            },
+          );
+        }),
       );
-      return new Set(perTable.flatMap((s) => [...s]));
+      return { embeddings: cache.embeddingsFrom(embeddingRows), present: new Set(perTable.flatMap((s) => [...s])) };
     }
   }
 

@@ -5,7 +5,7 @@
 // the row changes or removes that identity, so comparing identities finds every change without
 // reading a single image; images (TOASTed, large) are read only for rows that are new.
 import { summariseRows, XID_MODULUS, type TableSummary, type XidWindow } from './changes.js';
-import type { Database, Queryable } from './db.js';
+import type { Database, Queryable, Row } from './db.js';
 import { quoteIdentifier, textArrayLiteral } from './db.js';
 import { permissionProblem, relationSql } from './problems.js';
 import type { GalleryProblem } from './types.js';
@@ -340,27 +340,40 @@ export function sourceOids(sources: Source[]): string {
  * statement for all tables, run in its own snapshot: a row deleted or updated by a transaction
  * committed before this call is absent.
  */
-export async function existingRowVersions(run: (statement: string) => Promise<RowVersion[]>, sources: Source[], rows: SourceRow[]): Promise<Set<string>> {
+/**
+ * A statement listing which of these row versions the visitor tables still hold (as RowVersion
+ * rows), or null when none is of these sources. It takes no parameters, so that it can be sent
+ * with others in one round trip (Database.read).
+ */
+export function rowVersionsStatement(sources: Source[], rows: SourceRow[]): string | null {
   const parts: string[] = [];
   for (const source of sources) {
     const ctids = rows.filter((r) => r.table === source.table).map((r) => r.ctid);
     if (ctids.length === 0) continue;
-    // A statement without parameters: it may be sent with its transaction in one round trip (Database.readWithin).
     parts.push(
       `SELECT '${source.table}' AS t, ctid::text AS ctid, xmin::text AS xmin FROM ${source.relation}
         WHERE ctid = ANY (${textArrayLiteral(ctids)}::tid[]) AND ${rowsWithImage(source)}`,
     );
   }
-  if (parts.length === 0) return new Set();
-  const found = await run(parts.join(' UNION ALL '));
-  return new Set(found.map((r) => `${r.t}:${r.ctid}:${r.xmin}`));
+  return parts.length === 0 ? null : parts.join(' UNION ALL ');
 }
 
-/** A row version as existingRowVersions' statement lists it. */
-export interface RowVersion {
+/** A row version as rowVersionsStatement lists it. */
+interface RowVersion {
   t: string;
   ctid: string;
   xmin: string;
+}
+
+/** The rowVersionKey of each row version rowVersionsStatement listed. */
+export function rowVersionKeys(found: Row[]): Set<string> {
+  return new Set((found as unknown as RowVersion[]).map((r) => `${r.t}:${r.ctid}:${r.xmin}`));
+}
+
+/** Which of these row versions the visitor tables still hold, by rowVersionKey. */
+export async function existingRowVersions(db: Queryable, sources: Source[], rows: SourceRow[]): Promise<Set<string>> {
+  const statement = rowVersionsStatement(sources, rows);
+  return statement ? rowVersionKeys(await db.query(statement)) : new Set();
 }
 
 export function rowVersionKey(row: { table: string; ctid: string; xmin: number }): string {

@@ -1,13 +1,15 @@
-// Every searchable face as one row of an in-memory float32 matrix, searched exactly: cosine
-// similarity of L2-normalised vectors is their dot product, so the k best rows of
-// queries x matrix^T are the k nearest faces. The matrix is cut into blocks so that growing it
-// never copies more than one block.
+// Every searchable face as one row of codes in memory, searched exactly: cosine similarity of
+// L2-normalised vectors is their dot product, so the k best rows of queries x matrix^T are the
+// k nearest faces. The rows are cut into blocks so that growing them never copies more than one
+// block.
 //
-// A search reads every row, so at a million faces its cost is memory traffic: 512 MB of float32
-// per pass. Each row is therefore also kept as 7-bit codes (128 bytes at 128 dimensions), which
-// the kernel (dot-kernel.ts, kernel/search.wat) scores against all the queries of a search in
-// one pass on every core, keeping per block, worker and query the best few rows. Only rows that
-// can still be among the k best are then scored from the float32 rows:
+// A search reads every row, so at a million faces its cost is memory traffic. Each row is
+// therefore kept as 7-bit codes (128 bytes at 128 dimensions), which the kernel (dot-kernel.ts,
+// kernel/search.wat) scores against all the queries of a search in one pass on every core,
+// keeping per block, worker and query the best few rows. The float32 vectors are not kept here
+// (512 MB at a million faces): a search asks its caller for those of the few rows that can
+// still be among the k best (the gallery reads them from the feature cache, in the same round
+// trip that confirms the rows still exist), and scores them exactly:
 //
 // Exactness. For a row x and a query q with codes x' and q', the kernel's score s(x) is the dot
 // product of x' and q' (up to float32 rounding), and |x.q - s(x)| <= |x - x'| |q| + |x'| |q - q'|
@@ -16,10 +18,14 @@
 // kernel kept: k rows have x.q >= L, so a row can be among the k best only if s(x) >= L - E_b.
 // Every kept row with that score is scored exactly; where a worker left rows out of a block
 // with its worst kept score still at or above L - E_b, the block is scanned again keeping every
-// row above L - E_b. Hence, for each query, the hits are k rows of greatest similarity, the
-// similarity computed from the float32 vectors in double precision exactly as a brute-force
-// scan computes it (rows of equal similarity may come in either order), whatever the data:
-// near-duplicates only make the second scan, and the exact scoring, longer.
+// row above L - E_b. Rows the caller no longer has (gone since) are left out, so fewer than k
+// of the rows scored may reach L; a row never scored is below L, so the scored rows at or above
+// L are the best present ones, and while they are fewer than k the search looks deeper (k times
+// DEEPER) until they are not, or every row was scored. Hence, for each query, the hits are the k
+// present rows of greatest similarity, the similarity computed from the float32 vectors in
+// double precision exactly as a brute-force scan computes it (rows of equal similarity may come
+// in either order), whatever the data: near-duplicates only make the second scan, and the exact
+// scoring, longer.
 //
 // The kernel's workers read the codes while the main thread waits, so a mutation during a search
 // would be read half-done: mutations wait for in-flight searches, and searches arriving
@@ -49,6 +55,12 @@ export interface VectorEntry {
   vector: Float32Array;
 }
 
+/**
+ * The float32 vectors of these keys, as they were added, for the keys still present: a key left
+ * out of the answer is gone (its row deleted since, say) and is not a hit.
+ */
+export type VectorSource = (keys: number[]) => Promise<Map<number, Float32Array>>;
+
 export interface VectorIndexOptions {
   /** Rows per block (default 65,536: 40 MiB at 128 dimensions). */
   blockRows?: number;
@@ -58,6 +70,8 @@ export interface VectorIndexOptions {
 
 const DEFAULT_BLOCK_ROWS = 65_536;
 const FIRST_BLOCK_ROWS = 1_024;
+/** While fewer than k present rows are sure to be the best, the search is run again for this many times more. */
+const DEEPER = 4;
 /** Rows each worker keeps per block and query in the first scan: this many times k, and at least MIN_CANDIDATES. */
 const CANDIDATE_FACTOR = 2;
 const MIN_CANDIDATES = 32;
@@ -68,7 +82,6 @@ const MIN_CANDIDATES = 32;
 const ROUNDING_SLACK = 1e-6;
 
 class Block {
-  vectors: Float32Array;
   keys: Float64Array;
   size = 0;
   /** This block's region of the kernel's memory: `maxRows` rows (whole tiles) of codes, then their scales. */
@@ -88,7 +101,6 @@ class Block {
     rows: number,
     readonly maxRows: number,
   ) {
-    this.vectors = new Float32Array(rows * dimension);
     this.keys = new Float64Array(rows);
     this.regionRows = Math.ceil(maxRows / TILE_ROWS) * TILE_ROWS;
     this.at = kernel.allocate(this.regionBytes);
@@ -109,17 +121,13 @@ class Block {
   }
 
   get bytes(): number {
-    return this.vectors.byteLength + this.keys.byteLength + this.regionBytes;
+    return this.keys.byteLength + this.regionBytes;
   }
 
   /** Doubles the capacity, up to `maxRows`; copies this block only (its codes never move). */
   grow(): void {
-    const rows = Math.min(this.maxRows, this.capacity * 2);
-    const vectors = new Float32Array(rows * this.dimension);
-    vectors.set(this.vectors.subarray(0, this.size * this.dimension));
-    const keys = new Float64Array(rows);
+    const keys = new Float64Array(Math.min(this.maxRows, this.capacity * 2));
     keys.set(this.keys.subarray(0, this.size));
-    this.vectors = vectors;
     this.keys = keys;
   }
 
@@ -127,9 +135,8 @@ class Block {
     this.kernel.release(this.at, this.regionBytes);
   }
 
-  /** Stores `vector` in row `i`, with its codes. */
+  /** Stores the codes of `vector` in row `i`. */
   set(i: number, vector: Float32Array, key: number): void {
-    this.vectors.set(vector, i * this.dimension);
     let largest = 0;
     for (const v of vector) largest = Math.max(largest, Math.abs(v));
     const scale = Math.fround(largest / ROW_CODE_MAX);
@@ -151,21 +158,19 @@ class Block {
 
   /** Copies row `j` of `other` into row `i`. */
   copyRow(i: number, other: Block, j: number): void {
-    const d = this.dimension;
-    this.vectors.set(other.vectors.subarray(j * d, (j + 1) * d), i * d);
     this.codes.set(other.codes.subarray(j * this.stride, (j + 1) * this.stride), i * this.stride);
     this.scales[i] = other.scales[j];
     this.keys[i] = other.keys[j];
     this.errorBound = Math.max(this.errorBound, other.errorBound);
     this.normBound = Math.max(this.normBound, other.normBound);
   }
+}
 
-  dot(i: number, query: Float32Array): number {
-    const from = i * this.dimension;
-    let sum = 0;
-    for (let d = 0; d < this.dimension; d++) sum += this.vectors[from + d] * query[d];
-    return sum;
-  }
+/** The exact similarity: in double precision, component by component, as a brute-force scan computes it. */
+function dot(vector: Float32Array, query: Float32Array): number {
+  let sum = 0;
+  for (let d = 0; d < vector.length; d++) sum += vector[d] * query[d];
+  return sum;
 }
 
 /**
@@ -326,38 +331,63 @@ export class VectorIndex {
   }
 
   /**
-   * For each query, the k most similar entries, best first (fewer when the index holds fewer).
-   * With a `limit`, each kernel run gets the time left of it, and none starts once it has passed.
+   * For each query, the k most similar entries that `vectorsOf` still has, best first (fewer
+   * when there are fewer). With a `limit`, each kernel run gets the time left of it, and none
+   * starts once it has passed. The index is read under its gate, `vectorsOf` called outside it.
    */
-  search(queries: Float32Array[], k: number, limit?: TimeLimit): Promise<Hit[][]> {
+  async search(queries: Float32Array[], k: number, vectorsOf: VectorSource, limit?: TimeLimit): Promise<Hit[][]> {
     for (const q of queries) this.checkDimension(q);
-    return this.gate.read(async () => {
-      if (queries.length === 0 || this.size === 0 || k < 1) return queries.map(() => []);
-      const blocks = this.blocks.filter((b) => b.size > 0);
-      const batch = new QueryBatch(this.kernel, this.stride, queries);
-      try {
-        const places = Math.max(k * CANDIDATE_FACTOR, MIN_CANDIDATES);
-        const kept = await this.scan(blocks, batch, places, () => new Float32Array(batch.count).fill(-Infinity), limit);
-        const floors = queries.map((_, q) => this.floors(blocks, batch, kept, q, k));
-        // Blocks where a worker left out rows that may be among the k best, for some query: scanned
-        // again, keeping every row above its floor (for those queries only).
-        const again = blocks.flatMap((_, b) => {
-          const short = queries.map((_, q) => kept[b][q].some((s) => s.dropped && s.worst >= floors[q][b]));
-          return short.includes(true) ? [{ b, short }] : [];
-        });
-        const rescanned = await this.scan(
-          again.map(({ b }) => blocks[b]),
-          batch,
-          this.kernel.rowsPerShare(Math.max(0, ...again.map(({ b }) => blocks[b].size))),
-          (i) => Float32Array.from({ length: batch.count }, (_, q) => (again[i].short[q] ? float32AtMost(floors[q][again[i].b]) : Infinity)),
-          limit,
-        );
-        again.forEach(({ b, short }, i) => short.forEach((isShort, q) => isShort && (kept[b][q] = rescanned[i][q])));
-        return queries.map((query, q) => this.exactBest(blocks, kept, floors[q], q, query, k));
-      } finally {
-        batch.release();
-      }
-    });
+    const hits: Hit[][] = queries.map(() => []);
+    let open = k < 1 ? [] : queries.map((_, q) => q);
+    for (let depth = k; open.length > 0; depth *= DEEPER) {
+      const round = await this.gate.read(async () => (this.size === 0 ? null : { candidates: await this.candidates(queries, depth, limit), everyRow: depth >= this.size }));
+      if (!round) break;
+      const vectors = await vectorsOf([...new Set(open.flatMap((q) => round.candidates[q].keys))]);
+      open = open.filter((q) => {
+        const { keys, lowest } = round.candidates[q];
+        hits[q] = keys
+          .flatMap((key) => {
+            const vector = vectors.get(key);
+            return vector ? [{ key, similarity: dot(vector, queries[q]) }] : [];
+          })
+          .filter((hit) => hit.similarity >= lowest)
+          .sort((a, b) => b.similarity - a.similarity)
+          .slice(0, k);
+        return hits[q].length < k && !round.everyRow;
+      });
+    }
+    return hits;
+  }
+
+  /**
+   * Per query, the keys of every row that can be among its `depth` best, and the similarity
+   * `lowest` that `depth` rows are sure to reach (every other row is below it).
+   */
+  private async candidates(queries: Float32Array[], depth: number, limit: TimeLimit | undefined): Promise<{ keys: number[]; lowest: number }[]> {
+    const blocks = this.blocks.filter((b) => b.size > 0);
+    const batch = new QueryBatch(this.kernel, this.stride, queries);
+    try {
+      const places = Math.max(depth * CANDIDATE_FACTOR, MIN_CANDIDATES);
+      const kept = await this.scan(blocks, batch, places, () => new Float32Array(batch.count).fill(-Infinity), limit);
+      const bounds = queries.map((_, q) => this.floors(blocks, batch, kept, q, depth));
+      // Blocks where a worker left out rows that may be among the best, for some query: scanned
+      // again, keeping every row above its floor (for those queries only).
+      const again = blocks.flatMap((_, b) => {
+        const short = queries.map((_, q) => kept[b][q].some((s) => s.dropped && s.worst >= bounds[q].floors[b]));
+        return short.includes(true) ? [{ b, short }] : [];
+      });
+      const rescanned = await this.scan(
+        again.map(({ b }) => blocks[b]),
+        batch,
+        this.kernel.rowsPerShare(Math.max(0, ...again.map(({ b }) => blocks[b].size))),
+        (i) => Float32Array.from({ length: batch.count }, (_, q) => (again[i].short[q] ? float32AtMost(bounds[q].floors[again[i].b]) : Infinity)),
+        limit,
+      );
+      again.forEach(({ b, short }, i) => short.forEach((isShort, q) => isShort && (kept[b][q] = rescanned[i][q])));
+      return bounds.map(({ lowest, floors }, q) => ({ keys: this.keysAbove(blocks, kept, floors, q), lowest }));
+    } finally {
+      batch.release();
+    }
   }
 
   /**
@@ -399,31 +429,31 @@ export class VectorIndex {
     }
   }
 
-  /** Per block, the kernel score a row needs to possibly be among query q's k best (in kernel units). */
-  private floors(blocks: Block[], batch: QueryBatch, kept: ShareCandidates[][][], q: number, k: number): number[] {
+  /**
+   * The similarity `lowest` that k rows are sure to reach for query q, and per block the kernel
+   * score a row needs to possibly reach it (in kernel units).
+   */
+  private floors(blocks: Block[], batch: QueryBatch, kept: ShareCandidates[][][], q: number, k: number): { lowest: number; floors: number[] } {
     const scale = batch.scales[q];
     const bounds = blocks.map((block) => batch.errorBound(block, q));
-    // k rows have a similarity of at least `lowest`.
     const lows = new Float64Array(kept.reduce((n, shares) => n + shares[q].reduce((m, s) => m + s.scores.length, 0), 0));
     let at = 0;
     kept.forEach((shares, b) => {
       for (const { scores } of shares[q]) for (const score of scores) lows[at++] = score * scale - bounds[b];
     });
     const lowest = lows.length < k ? -Infinity : lows.sort()[lows.length - k];
-    return bounds.map((bound) => (lowest - bound) / scale);
+    return { lowest, floors: bounds.map((bound) => (lowest - bound) / scale) };
   }
 
-  /** The k best of the kept rows at or above their block's floor, scored from the float32 vectors. */
-  private exactBest(blocks: Block[], kept: ShareCandidates[][][], floors: number[], q: number, query: Float32Array, k: number): Hit[] {
-    const hits: Hit[] = [];
+  /** The keys of the kept rows at or above their block's floor, for query q. */
+  private keysAbove(blocks: Block[], kept: ShareCandidates[][][], floors: number[], q: number): number[] {
+    const keys: number[] = [];
     blocks.forEach((block, b) => {
       for (const { rows, scores } of kept[b][q]) {
-        for (let i = 0; i < rows.length; i++) {
-          if (scores[i] >= floors[b]) hits.push({ key: block.keys[rows[i]], similarity: block.dot(rows[i], query) });
-        }
+        for (let i = 0; i < rows.length; i++) if (scores[i] >= floors[b]) keys.push(block.keys[rows[i]]);
       }
     });
-    return hits.sort((a, b) => b.similarity - a.similarity).slice(0, k);
+    return keys;
   }
 
   /** Empties the index and hands its memory back to the kernel. */

@@ -26,6 +26,7 @@ import {
 } from '../helpers/pgvector.js';
 import type { PostgresServer } from '../helpers/postgres-server.js';
 import type { RgbImage } from '../../src/engine/image.js';
+import { vectorsIn } from '../helpers/vectors.js';
 import { VectorIndex, type Hit } from '../../src/gallery/vector-index.js';
 
 const DATABASE = 'gallery';
@@ -151,12 +152,8 @@ describe.skipIf(pgvectorMissing || fixturesMissing)('pgvector in the visitors Po
     const visitorOf = new Map(faces.map((face, i) => [ids[i], face.visitorId]));
     const hit = (h: Hit): SqlHit => ({ featureId: h.key, visitorId: visitorOf.get(h.key)!, similarity: h.similarity });
     exact = async (vectors, without = new Set()) => {
-      if (without.size === 0) return (await index.search(vectors, K)).map((hits) => hits.map(hit));
-      const live = await VectorIndex.create(DIMENSION);
-      await live.add(faces.flatMap((face, i) => (without.has(ids[i]) ? [] : [{ key: ids[i], vector: face.vector }])));
-      const hits = (await live.search(vectors, K)).map((list) => list.map(hit));
-      await live.close();
-      return hits;
+      const present = new Map(faces.flatMap((face, i) => (without.has(ids[i]) ? [] : [[ids[i], face.vector] as const])));
+      return (await index.search(vectors, K, vectorsIn(present))).map((hits) => hits.map(hit));
     };
   });
 
