@@ -151,7 +151,11 @@ async function measureSize(faces: number, old: IndexClass | undefined): Promise<
   if (oldIndex) await fill(oldIndex, vectors);
   const source = vectorsAt(vectors);
   const fns: Record<string, () => Promise<unknown>> = { new_1: () => index.search(one, K, source), new_8: () => index.search(queries, K, source) };
-  if (oldIndex) Object.assign(fns, { baseline_1: () => oldIndex.search(one, K, source), baseline_8: () => oldIndex.search(queries, K, source) });
+  if (oldIndex) {
+    // Revisions before the index kept codes only take no VectorSource: (queries, k, limit?).
+    const search = oldIndex.search.length >= 4 ? (q: Float32Array[]) => oldIndex.search(q, K, source) : (q: Float32Array[]) => (oldIndex.search as (q: Float32Array[], k: number) => Promise<unknown>)(q, K);
+    Object.assign(fns, { baseline_1: () => search(one), baseline_8: () => search(queries) });
+  }
   const times = await timeInterleaved(runs, fns);
   const result: SizeResult = {
     faces,

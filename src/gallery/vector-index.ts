@@ -62,7 +62,7 @@ export interface VectorEntry {
 export type VectorSource = (keys: number[]) => Promise<Map<number, Float32Array>>;
 
 export interface VectorIndexOptions {
-  /** Rows per block (default 65,536: 40 MiB at 128 dimensions). */
+  /** Rows per block (default 65,536: 9 MB of codes, scales and keys at 128 dimensions). */
   blockRows?: number;
   /** The process's kernel unless given. */
   kernel?: DotKernel;
