@@ -136,17 +136,20 @@ function candidateState(buffer: ArrayBufferLike, at: number, queries: number, pl
   };
 }
 
-// Each message is a run: a list of shares, each the arguments of one call of `search`.
+// Each message is a run: a list of shares, each the arguments of one call of `search`. Only
+// dynamic import(): the eval'd source is CommonJS or a module depending on the options the
+// worker inherits (`--input-type=module`, say), and import() works in both.
 const WORKER_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads');
-const { search } = new WebAssembly.Instance(workerData.module, { env: { memory: workerData.memory } }).exports;
-parentPort.on('message', ({ id, shares }) => {
-  try {
-    for (const share of shares) search(...share);
-    parentPort.postMessage({ id });
-  } catch (error) {
-    parentPort.postMessage({ id, error: error instanceof Error ? error.message : String(error) });
-  }
+import('node:worker_threads').then(({ parentPort, workerData }) => {
+  const { search } = new WebAssembly.Instance(workerData.module, { env: { memory: workerData.memory } }).exports;
+  parentPort.on('message', ({ id, shares }) => {
+    try {
+      for (const share of shares) search(...share);
+      parentPort.postMessage({ id });
+    } catch (error) {
+      parentPort.postMessage({ id, error: error instanceof Error ? error.message : String(error) });
+    }
+  });
 });
 `;
 
@@ -231,8 +234,6 @@ class KernelWorker {
 
   private start(): Worker {
     const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: this.workerData });
-    // The workers never keep the process alive: a run in progress does, through its timer.
-    worker.unref();
     let crash: Error | undefined;
     worker.on('message', ({ id, error }: { id: number; error?: string }) => {
       if (this.current?.worker !== worker || this.current.id !== id) return;
@@ -246,6 +247,9 @@ class KernelWorker {
       if (this.worker !== worker) return;
       void this.abandon(worker, new FaceRecogError('internal', `a search kernel worker stopped: ${crash?.message ?? `exit code ${code}`}`));
     });
+    // The workers never keep the process alive: a run in progress does, through its timer. After
+    // the listeners: adding a 'message' listener refs the worker's port again.
+    worker.unref();
     this.worker = worker;
     return worker;
   }

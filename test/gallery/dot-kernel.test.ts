@@ -4,10 +4,15 @@
 // into tiles or among the workers, one query and several (odd and even counts), strides with padding, and shares with fewer
 // rows than places; small runs scored on the calling thread and on the workers alike. Then faults:
 // a failing and a hanging run each reject on their own and later runs succeed, without a listener
-// left behind per run.
+// left behind per run; and a process whose runs are done is not kept alive by the workers.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FaceRecogError } from '../../src/errors.js';
 import { DotKernel, LANE_BYTES, ROW_CODE_OFFSET, type KernelForm, type SearchJob } from '../../src/gallery/dot-kernel.js';
+import { REPO_ROOT } from '../helpers/paths.js';
 
 function seeded(seed: number): () => number {
   let s = seed >>> 0;
@@ -166,6 +171,27 @@ describe('DotKernel', () => {
     expect(kernel.allocate(4096)).toBe(a);
     kernel.release(a, 4096);
   });
+});
+
+describe('DotKernel and its process', () => {
+  it('runs under a parent started with --input-type=module, and never keeps its process alive once the runs are done', async () => {
+    // A script that runs the kernel on its workers and then has nothing left to do must exit. It
+    // runs as a module from -e, whose option its workers inherit.
+    const script = `
+      import { DotKernel } from ${JSON.stringify(pathToFileURL(join(REPO_ROOT, 'src/gallery/dot-kernel.ts')).href)};
+      const kernel = await DotKernel.create({ inThreadScores: 0 });
+      const rows = 1000;
+      const at = { codes: kernel.allocate(rows * 16), scales: kernel.allocate(rows * 4), queryCodes: kernel.allocate(16), offsets: kernel.allocate(4) };
+      const candidates = kernel.allocate(kernel.candidateBytes(1, 8));
+      await kernel.run([{ ...at, rows, stride: 16, queries: 1, floors: [-Infinity], places: 8, candidates }]);
+      console.log('ran');`;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    let output = '';
+    child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const [code] = (await once(child, 'exit')) as [number | null];
+    expect(output.trim()).toBe('ran');
+    expect(code).toBe(0);
+  }, 60_000);
 });
 
 describe('DotKernel faults', () => {
