@@ -191,7 +191,17 @@ describe.skipIf(fixturesMissing || postgresMissing)('replicas on one PostgreSQL'
 
   it('has one extractor and two followers', async () => {
     await extractor();
-    expect((await roles()).sort()).toEqual(['extractor', 'follower', 'follower']);
+    // A replica has no role until its first round against the database ends, which may come after
+    // another has taken the lease: wait for every replica's first round, then look at the roles.
+    const settled = await vi.waitFor(
+      async () => {
+        const now = await roles();
+        if (now.includes(null)) throw new Error(`roles so far: ${now.join(', ')}`);
+        return now;
+      },
+      { timeout: WAIT_MS, interval: POLL_MS },
+    );
+    expect(settled.sort()).toEqual(['extractor', 'follower', 'follower']);
   });
 
   it(`extracts ${FIRST_IMAGES} new images once in all, each recognised by every replica within 2 s`, async () => {
