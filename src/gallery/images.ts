@@ -52,7 +52,7 @@ interface ImageRow {
 }
 
 function conditions(query: ImageQuery, values: unknown[]): string[] {
-  const where = [`model = $1`, `source_table <> 'synthetic'`];
+  const where = [`model = $1`];
   const param = (value: unknown) => {
     values.push(value);
     return `$${values.length}`;

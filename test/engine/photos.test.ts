@@ -1,5 +1,6 @@
 // Real photos (../shared/testdata/labels.csv): detection counts and identification with MobileFaceNet.
 import { beforeAll, describe, expect, it } from 'vitest';
+import { percentile } from '../../bench/common.js';
 import { alignToTemplate } from '../../src/engine/align.js';
 import type { Face } from '../../src/engine/detect.js';
 import { cosineSimilarity } from '../../src/engine/embed.js';
@@ -13,8 +14,7 @@ function largest(faces: Face[]): Face {
 function stats(values: number[]): string {
   const sorted = [...values].sort((a, b) => a - b);
   const mean = values.reduce((a, b) => a + b, 0) / values.length;
-  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-  return `n=${values.length} min ${sorted[0].toFixed(3)} p5 ${at(0.05).toFixed(3)} mean ${mean.toFixed(3)} p95 ${at(0.95).toFixed(3)} max ${sorted.at(-1)!.toFixed(3)}`;
+  return `n=${values.length} min ${sorted[0].toFixed(3)} p5 ${percentile(values, 0.05).toFixed(3)} mean ${mean.toFixed(3)} p95 ${percentile(values, 0.95).toFixed(3)} max ${sorted.at(-1)!.toFixed(3)}`;
 }
 
 describe.skipIf(fixturesMissing)('real photos', () => {

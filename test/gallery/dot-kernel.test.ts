@@ -3,13 +3,14 @@
 // extreme codes; the kept rows the best ones above the floor, for row counts that do not divide
 // into tiles or among the workers, one query and several (odd and even counts), strides with padding, and shares with fewer
 // rows than places; small runs scored on the calling thread and on the workers alike. Then faults:
-// a failing and a hanging run each reject on their own and later runs succeed, without a listener
+// a failing, a hanging and a dead worker's run each reject on their own and later runs succeed, without a listener
 // left behind per run; and a process whose runs are done is not kept alive by the workers.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import { Worker } from 'node:worker_threads';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { FaceRecogError } from '../../src/errors.js';
 import { DotKernel, LANE_BYTES, ROW_CODE_OFFSET, type KernelForm, type SearchJob } from '../../src/gallery/dot-kernel.js';
 import { REPO_ROOT } from '../helpers/paths.js';
@@ -232,6 +233,34 @@ describe('DotKernel faults', () => {
       expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning')).toEqual([]);
     } finally {
       process.off('warning', onWarning);
+      await kernel.stop();
+    }
+  });
+
+  it('fails the run of a worker that ended on its own, and starts another for the next run', async () => {
+    const kernel = await DotKernel.create({ inThreadScores: 0 });
+    const postMessage = Worker.prototype.postMessage;
+    // The first worker given a run, caught as it is given it: the test ends it from outside, as a
+    // crash of the thread would (what matters is that nothing in the kernel asked for it).
+    const given = new Promise<Worker>((resolve) => {
+      vi.spyOn(Worker.prototype, 'postMessage').mockImplementationOnce(function (this: Worker, ...args: Parameters<Worker['postMessage']>) {
+        resolve(this);
+        return postMessage.apply(this, args);
+      });
+    });
+    try {
+      const { job, release } = fixture(kernel, 16, 1_000_000, 2, 5);
+      const bytes = kernel.candidateBytes(2, 8);
+      const slow = job(8, [-Infinity, -Infinity], kernel.allocate(bytes));
+      const running = kernel.run(new Array(300).fill(slow));
+      await (await given).terminate();
+      await expect(running).rejects.toThrow(/a search kernel worker stopped: exit code \d+/);
+      await expect(running).rejects.toMatchObject({ code: 'internal' });
+      const { scores, expected } = await validRun(kernel);
+      expect(scores).toEqual(expected);
+      release();
+    } finally {
+      vi.restoreAllMocks();
       await kernel.stop();
     }
   });

@@ -3,16 +3,14 @@
 // image is extracted once in all (the replicas' counters summed), every replica recognises each
 // new image within the contract's 2 seconds, and when the extractor is killed another takes over
 // within its 10 seconds, losing nothing and extracting nothing again.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
-import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { median } from '../../bench/common.js';
 import { freePort } from '../../src/gallery/embedded.js';
-import { fixturesMissing, MODELS_DIR, readTestdata, REPO_ROOT } from '../helpers/fixtures.js';
+import { fixturesMissing, readTestdata } from '../helpers/fixtures.js';
 import { postgresMissing, startPostgresServer, type PostgresServer } from '../helpers/postgres-server.js';
+import { launchService, type ServiceProcess } from '../helpers/service-process.js';
 
-const MAIN = join(REPO_ROOT, 'src', 'server', 'main.ts');
 const REPLICAS = 3;
 const FIRST_IMAGES = 25;
 const IMAGES_AFTER_KILL = 5;
@@ -26,8 +24,7 @@ const POLL_MS = 50;
 
 interface Replica {
   url: string;
-  child: ChildProcess;
-  output: string[];
+  service: ServiceProcess;
 }
 
 interface Health {
@@ -56,26 +53,8 @@ async function recognises(replica: Replica, image: string, visitorId: string): P
 }
 
 async function launch(databaseUrl: string): Promise<Replica> {
-  const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
-    cwd: REPO_ROOT,
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOME: process.env.HOME ?? '/root',
-      HOST: '127.0.0.1',
-      PORT: String(port),
-      DATABASE_URL: databaseUrl,
-      RECOGNIZER: 'mobilefacenet',
-      MODELS_DIR,
-      MODELS_OFFLINE: '1',
-      LOG_LEVEL: process.env.REPLICAS_LOG ?? 'warn',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const output: string[] = [];
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => output.push(chunk));
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => output.push(chunk));
-  return { url: `http://127.0.0.1:${port}`, child, output };
+  const service = launchService({ env: { PORT: String(await freePort()), DATABASE_URL: databaseUrl, LOG_LEVEL: process.env.REPLICAS_LOG ?? 'warn' } });
+  return { url: await service.url(), service };
 }
 
 /** Distinct photos (one per file, several people), re-encoded smaller: each its own stored image and its own query. */
@@ -104,7 +83,7 @@ describe.skipIf(fixturesMissing || postgresMissing)('replicas on one PostgreSQL'
 
   const insert = (ids: string[], batch: string[]) =>
     server.sql(`INSERT INTO visitor_images (visitor_id, "base64Image") SELECT * FROM unnest($1::text[], $2::text[])`, [ids, batch], 'backend');
-  const alive = () => replicas.filter((r) => r.child.exitCode === null && r.child.signalCode === null);
+  const alive = () => replicas.filter((r) => r.service.child.exitCode === null && r.service.child.signalCode === null);
   const roles = async () => Promise.all(alive().map(async (r) => (await health(r)).gallery?.role ?? null));
   const extractor = async (): Promise<Replica> =>
     vi.waitFor(
@@ -143,9 +122,9 @@ describe.skipIf(fixturesMissing || postgresMissing)('replicas on one PostgreSQL'
 
   /** SIGKILLs the extractor and waits until another holds the lease: when it was killed, and the ms the takeover took. */
   async function killExtractor(killed: Replica, which: string): Promise<{ killedAt: number; takeoverMs: number }> {
-    killed.child.kill('SIGKILL');
+    killed.service.child.kill('SIGKILL');
     const killedAt = performance.now();
-    await once(killed.child, 'exit');
+    await killed.service.exited;
     await extractor();
     const takeoverMs = performance.now() - killedAt;
     console.log(`replicas: takeover after SIGKILL of ${which} extractor in ${Math.round(takeoverMs)} ms`);
@@ -167,26 +146,14 @@ describe.skipIf(fixturesMissing || postgresMissing)('replicas on one PostgreSQL'
     serviceUrl = await server.createRole('face_recog', 'backend');
     await server.sql(`GRANT SELECT ON visitor_images TO face_recog; CREATE SCHEMA face_recog AUTHORIZATION face_recog`, [], 'backend');
     for (let i = 0; i < REPLICAS; i++) replicas.push(await launch(serviceUrl));
-    await Promise.all(
-      replicas.map((r) =>
-        vi.waitFor(async () => expect((await fetch(`${r.url}/health`)).status).toBe(200), { timeout: START_TIMEOUT_MS, interval: 250 }).catch((error) => {
-          throw new Error(`${r.url} did not start: ${(error as Error).message}\n${r.output.join('')}`);
-        }),
-      ),
-    );
+    await Promise.all(replicas.map((r) => r.service.healthy(START_TIMEOUT_MS)));
   }, START_TIMEOUT_MS + 30_000);
 
   afterAll(async () => {
-    await Promise.all(
-      alive().map(async (r) => {
-        const exited = once(r.child, 'exit');
-        r.child.kill('SIGTERM');
-        await exited;
-      }),
-    );
+    await Promise.all(alive().map((r) => r.service.stop()));
     await server?.destroy();
-    if (process.env.REPLICAS_LOG) for (const r of replicas) console.log(`--- ${r.url}\n${r.output.join('')}`);
-    if (recognitionMs.length) console.log(`replicas: slowest recognition per image ${Math.round(Math.max(...recognitionMs))} ms, median ${Math.round(recognitionMs.sort((a, b) => a - b)[recognitionMs.length >> 1])} ms`);
+    if (process.env.REPLICAS_LOG) for (const r of replicas) console.log(`--- ${r.url}\n${r.service.tail(Infinity)}`);
+    if (recognitionMs.length) console.log(`replicas: slowest recognition per image ${Math.round(Math.max(...recognitionMs))} ms, median ${Math.round(median(recognitionMs))} ms`);
   });
 
   it('has one extractor and two followers', async () => {
