@@ -38,16 +38,16 @@ export class GalleryConnection {
     return this.listener !== null;
   }
 
-  /** Opens and migrates, once; returns true the first time it succeeds. */
-  async ensure(): Promise<boolean> {
+  /** Opens and migrates, once: the open database and cache, `migratedNow` the first time it succeeds. */
+  async ensure(): Promise<{ db: Database; cache: FeatureCache; migratedNow: boolean }> {
     if (!this.opened) {
       const db = await this.options.open();
       this.opened = { db, cache: this.options.cache(db) };
     }
-    if (this.migrated) return false;
+    if (this.migrated) return { ...this.opened, migratedNow: false };
     this.report(await migrate(this.opened.db));
     this.migrated = true;
-    return true;
+    return { ...this.opened, migratedNow: true };
   }
 
   /** LISTEN (again, when the connection was lost); a failure leaves the gallery polling. */

@@ -23,6 +23,14 @@ import { SCHEMA_CHANGED, type Source } from './sources.js';
 import type { Extractor, GalleryProblem, GalleryStatus } from './types.js';
 import { SourceWatcher, type Work } from './watch.js';
 
+/** What a round of the sync works with, once connected. */
+interface Round {
+  db: Database;
+  cache: FeatureCache;
+  watcher: SourceWatcher;
+  lease: ExtractorLease;
+}
+
 /** What the gallery reports; written by the sync loop (and by search when the database fails it). */
 export interface SyncState {
   database: GalleryStatus['database'];
@@ -81,8 +89,9 @@ export class GallerySync {
   private watcher: SourceWatcher | null = null;
   private lease: ExtractorLease | null = null;
   private leaseStarted = false;
-  /** The newest cache version the catalog holds; null until the cache is loaded. */
-  private version: number | null = null;
+  /** The newest cache version the catalog holds, once the cache is loaded. */
+  private version = 0;
+  private cacheLoaded = false;
   /** This replica just became the extractor: catch up with the cache, then reconcile. */
   private newTerm = false;
   private force = true;
@@ -150,8 +159,7 @@ export class GallerySync {
   private async run(): Promise<void> {
     while (!this.closed) {
       try {
-        await this.connect();
-        await this.cycle();
+        await this.cycle(await this.connect());
         this.failures = 0;
       } catch (error) {
         this.fail(error);
@@ -212,23 +220,28 @@ export class GallerySync {
     this.state.error = text;
   }
 
-  private async connect(): Promise<void> {
+  /** Connects (again) if need be; what a round works with. */
+  private async connect(): Promise<Round> {
     // The problems found so far stay reported until the tables are looked at again (next, in cycle()).
-    if (await this.link.ensure()) this.markUp();
-    const { db, cache } = this.link.current!;
-    this.watcher ??= new SourceWatcher(db, this.options.pollMs, this.logger);
-    this.lease ??= new ExtractorLease(db, this.options.model, this.logger, (role) => {
+    const { db, cache, migratedNow } = await this.link.ensure();
+    if (migratedNow) this.markUp();
+    const watcher = (this.watcher ??= new SourceWatcher(db, this.options.pollMs, this.logger));
+    const lease = (this.lease ??= new ExtractorLease(db, this.options.model, this.logger, (role) => {
       this.state.role = role;
       if (role === 'extractor') this.newTerm = true;
       this.wake();
-    });
-    if (this.version === null) this.version = await this.loadCache(cache);
+    }));
+    if (!this.cacheLoaded) {
+      this.version = await this.loadCache(cache);
+      this.cacheLoaded = true;
+    }
     await this.link.listen((n) => this.onNotify(n));
     if (!this.leaseStarted) {
-      await this.lease.start();
+      await lease.start();
       this.leaseStarted = true;
-      this.state.role = this.lease.role;
+      this.state.role = lease.role;
     }
+    return { db, cache, watcher, lease };
   }
 
   private onNotify({ channel, payload }: Notification): void {
@@ -253,27 +266,27 @@ export class GallerySync {
     return false;
   }
 
-  private async cycle(): Promise<void> {
-    const watcher = this.watcher!;
+  private async cycle(round: Round): Promise<void> {
+    const { watcher } = round;
     this.state.role = this.role;
     if (this.role === 'extractor') {
       if (this.newTerm) {
         // What the previous extractor wrote up to the moment its lease ended is all committed by now.
         this.newTerm = false;
-        await this.follow();
+        await this.follow(round);
         this.force = true;
       }
       if (this.force) {
         this.force = false;
         watcher.forget();
       }
-      await this.apply(await watcher.look());
+      await this.apply(await watcher.look(), round);
     } else {
       if (watcher.introspectionDue || performance.now() - this.lastIntrospection > FOLLOWER_INTROSPECT_MS) {
         await watcher.introspect();
         this.lastIntrospection = performance.now();
       }
-      await this.follow();
+      await this.follow(round);
     }
     this.state.problems = watcher.problems;
     this.markUp();
@@ -292,16 +305,16 @@ export class GallerySync {
   }
 
   /** Takes in what was written to the cache since the catalog's version (by the extractor, or a previous one). */
-  private async follow(): Promise<void> {
+  private async follow({ cache }: Round): Promise<void> {
     const { catalog } = this.options;
-    const changes = await this.link.current!.cache.changesSince(this.version!);
+    const changes = await cache.changesSince(this.version);
     if (changes.features.length > 0) await catalog.add(changes.features.filter((f) => this.fits(f)));
     if (changes.removed.length > 0) await catalog.remove(catalog.byIds(changes.removed));
     if (changes.version !== this.version) this.logger.debug({ added: changes.features.length, removed: changes.removed.length, faces: catalog.faces }, 'followed the feature cache');
     this.version = changes.version;
   }
 
-  private async apply(work: Work): Promise<void> {
+  private async apply(work: Work, round: Round): Promise<void> {
     if (work.kind === 'nothing') return;
     const { catalog } = this.options;
     const { gone, fresh } =
@@ -315,7 +328,7 @@ export class GallerySync {
       this.state.syncing = true;
       this.logger.info({ images: fresh.length, removed: gone.length }, 'gallery sync: new or changed images');
     }
-    const report = await this.extraction().run(fresh, gone);
+    const report = await this.extraction(round).run(fresh, gone);
     if (this.closed || this.role !== 'extractor') {
       // Stopped part way: what is saved stays, the next extractor reconciles.
       this.force = true;
@@ -325,9 +338,7 @@ export class GallerySync {
     this.log(report);
   }
 
-  private extraction(): Extraction {
-    const { db, cache } = this.link.current!;
-    const lease = this.lease!;
+  private extraction({ db, cache, lease, watcher }: Round): Extraction {
     return new Extraction(
       {
         db,
@@ -340,12 +351,12 @@ export class GallerySync {
         fenced: (work) => lease.fenced(work),
         stopped: () => this.closed || this.role !== 'extractor',
         onSaved: (version, extracted) => {
-          this.version = Math.max(this.version ?? 0, version);
+          this.version = Math.max(this.version, version);
           this.state.extractions += extracted;
         },
         logger: this.logger,
       },
-      this.watcher!.sources,
+      watcher.sources,
     );
   }
 
