@@ -208,6 +208,13 @@ describe('DotKernel faults', () => {
     return { scores, expected: expected[1] };
   }
 
+  /** Hundreds of passes over a million rows: far beyond a millisecond, and long enough to be caught mid-run, on any machine. */
+  function longRun(kernel: DotKernel, options?: { timeoutMs?: number }) {
+    const { job, release } = fixture(kernel, 16, 1_000_000, 2, 5);
+    const slow = job(8, [-Infinity, -Infinity], kernel.allocate(kernel.candidateBytes(2, 8)));
+    return { running: kernel.run(new Array(300).fill(slow), options), release };
+  }
+
   it.each(['here', 'workers'] as const)('fails only the run that read out of bounds (scored %s), then searches as before, without a listener per run', async (placement) => {
     const kernel = await DotKernel.create({ inThreadScores: PLACEMENTS[placement] });
     const warnings: Error[] = [];
@@ -249,10 +256,7 @@ describe('DotKernel faults', () => {
       });
     });
     try {
-      const { job, release } = fixture(kernel, 16, 1_000_000, 2, 5);
-      const bytes = kernel.candidateBytes(2, 8);
-      const slow = job(8, [-Infinity, -Infinity], kernel.allocate(bytes));
-      const running = kernel.run(new Array(300).fill(slow));
+      const { running, release } = longRun(kernel);
       await (await given).terminate();
       await expect(running).rejects.toThrow(/a search kernel worker stopped: exit code \d+/);
       await expect(running).rejects.toMatchObject({ code: 'internal' });
@@ -268,11 +272,7 @@ describe('DotKernel faults', () => {
   it('abandons a run past its time limit and replaces its workers', async () => {
     const kernel = await DotKernel.create();
     try {
-      // Hundreds of passes over a million rows: far beyond a millisecond on any machine.
-      const { job, release } = fixture(kernel, 16, 1_000_000, 2, 5);
-      const bytes = kernel.candidateBytes(2, 8);
-      const slow = job(8, [-Infinity, -Infinity], kernel.allocate(bytes));
-      const hanging = kernel.run(new Array(300).fill(slow), { timeoutMs: 1 });
+      const { running: hanging, release } = longRun(kernel, { timeoutMs: 1 });
       await expect(hanging).rejects.toThrow(/did not finish within 1 ms/);
       await expect(hanging).rejects.toMatchObject({ code: 'timeout' });
       const { scores, expected } = await validRun(kernel);
