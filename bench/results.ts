@@ -58,7 +58,8 @@ export interface BenchResults {
     on_the_fly_p95: BySize<number>;
     on_the_fly_requests: BySize<number>;
     reconcile_images_per_s: number;
-    reconcile: { images: number; seconds: number };
+    /** seconds: from the INSERT's commit to every image searchable; insert_seconds: the INSERT itself. */
+    reconcile: { images: number; seconds: number; insert_seconds: number };
     /** Stored image size: longer side in px. */
     stored_max_side: number;
   };
