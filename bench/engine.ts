@@ -32,20 +32,20 @@ async function stages(engine: FaceEngine, jpeg: Buffer) {
       return resizeImage(image, Math.round(image.width * scale), Math.round(image.height * scale));
     })(),
   );
-  const decode = await timeRuns(RUNS, () => decodeImage(jpeg));
   // In turn, so that their ratios (the default's extra passes, the whole call's overhead over the
-  // network) are not machine drift.
-  const { detect, single, ortRaw } = await timeInterleaved(RUNS, {
+  // network, the whole pipeline over its stages) are not machine drift.
+  const { decode, detect, single, ortRaw, align, embed, pipeline } = await timeInterleaved(RUNS, {
+    decode: () => decodeImage(jpeg),
     detect: () => engine.detect(image),
     single: () => engine.detect(image, { detectSize: SINGLE_PASS }),
     ortRaw: () => engine.detector.forward(detectInput),
-  });
-  const align = await timeRuns(RUNS, async () => alignToTemplate(image, face.landmarks));
-  const embed = await timeRuns(RUNS, () => engine.embedder.embed([aligned]));
-  const pipeline = await timeRuns(RUNS, async () => {
-    const img = await decodeImage(jpeg);
-    const faces = await engine.detect(img);
-    return engine.embedFaces(img, faces.slice(0, 1));
+    align: async () => alignToTemplate(image, face.landmarks),
+    embed: () => engine.embedder.embed([aligned]),
+    pipeline: async () => {
+      const img = await decodeImage(jpeg);
+      const faces = await engine.detect(img);
+      return engine.embedFaces(img, faces.slice(0, 1));
+    },
   });
   return {
     size: `${image.width}x${image.height}`,
