@@ -20,6 +20,15 @@ const RUNS = QUICK ? 15 : 60;
 /** The parity mode's pass (`detect_size: 640`), which the default detection is compared with. */
 const SINGLE_PASS = 640;
 
+/** What the service does to a one-face image, in this process: decode, detect, embed the first face. */
+export function inProcessPipeline(engine: FaceEngine, jpeg: Buffer): () => Promise<unknown> {
+  return async () => {
+    const image = await decodeImage(jpeg);
+    const faces = await engine.detect(image);
+    return engine.embedFaces(image, faces.slice(0, 1));
+  };
+}
+
 async function stages(engine: FaceEngine, jpeg: Buffer) {
   const image = await decodeImage(jpeg);
   const [face] = await engine.detect(image);
@@ -41,11 +50,7 @@ async function stages(engine: FaceEngine, jpeg: Buffer) {
     ortRaw: () => engine.detector.forward(detectInput),
     align: async () => alignToTemplate(image, face.landmarks),
     embed: () => engine.embedder.embed([aligned]),
-    pipeline: async () => {
-      const img = await decodeImage(jpeg);
-      const faces = await engine.detect(img);
-      return engine.embedFaces(img, faces.slice(0, 1));
-    },
+    pipeline: inProcessPipeline(engine, jpeg),
   });
   return {
     size: `${image.width}x${image.height}`,

@@ -19,6 +19,20 @@ export async function enrol(db: Database, photos: StoredPhoto[], first: number):
   ]);
 }
 
+/** A service started on `dataDir` once every one of `photos` is enrolled as a visitor (numbered from 0). */
+export async function serviceWithVisitors(dataDir: string, photos: StoredPhoto[]): Promise<{ service: Service; faces: number }> {
+  const service = await Service.start(dataDir);
+  const database = await service.database();
+  try {
+    await enrol(database.db, photos, 0);
+  } finally {
+    await database.close();
+  }
+  const enrolled = await service.waitForImages(photos.length, 120_000);
+  if (enrolled.failed > 0) throw new Error(`${enrolled.failed} of the ${photos.length} visitor photos yielded no face`);
+  return { service, faces: enrolled.faces };
+}
+
 export interface Reconcile {
   images: number;
   /** The backend's INSERT of the images, one statement, until it committed (the service sees nothing before). */
@@ -85,6 +99,8 @@ export interface SizePoint {
   recognize8: Latency;
   /** The service's mean ms per stage (decode, detect, embed, search) over those requests, from /metrics. */
   stagesMs: Record<string, number>;
+  /** The service with the 100 visitors only, timed in turn with this size's requests (null for that service itself). */
+  beside100: { recognize: Latency; recognize8: Latency } | null;
   memory: Memory;
   synthSeconds: number | null;
   loadSeconds: number | null;

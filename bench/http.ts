@@ -2,7 +2,7 @@
 // bodies serialised before the clock starts, every answer checked (a benchmark of wrong answers
 // measures nothing, so one ends the run).
 import { EIGHT_FACES, QUERY_IDENTITY } from './inputs.js';
-import { WARMUP_RUNS, latencyOf, timeRuns, type Latency } from './common.js';
+import { WARMUP_RUNS, latencyOf, timeInterleaved, timeRuns, type Latency } from './common.js';
 
 export interface Answer {
   status: number;
@@ -39,6 +39,21 @@ export const expectEightFaces: Check = (a) =>
 async function checked(url: string, body: string, check: Check): Promise<void> {
   const problem = check(await post(url, body));
   if (problem) throw new Error(`POST ${url}: ${problem}`);
+}
+
+/** A request whose answer is checked, as work to time. */
+export function checkedRequest(url: string, body: string, check: Check): () => Promise<void> {
+  return () => checked(url, body, check);
+}
+
+/**
+ * `n` rounds of one run of each piece of work in turn (after warm-up rounds). The machine's speed
+ * drifts over minutes (it is shared with other work): figures timed minutes apart differed by a
+ * third in one run, while the ratio of figures timed in turn does not move with the drift.
+ */
+export async function timeInTurn<K extends string>(n: number, work: Record<K, () => Promise<unknown>>): Promise<Record<K, Latency>> {
+  const times: Record<K, number[]> = await timeInterleaved(n, work);
+  return Object.fromEntries(Object.entries<number[]>(times).map(([name, t]) => [name, latencyOf(t)])) as Record<K, Latency>;
 }
 
 /** `n` requests one after another, after `warmup` unmeasured ones. */

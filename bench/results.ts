@@ -30,6 +30,8 @@ export interface BenchResults {
     detect: Latency;
     extract_features: Latency;
     recognize: Latency;
+    /** Decode + detect + embed of the same JPEG in the benchmark's process, p50, timed in turn with those requests. */
+    pipeline_in_process_ms: number;
     gallery_faces: number;
     /** The service's event-loop delay p99 (ms) while 16 clients sent recognize requests. */
     event_loop_delay_p99_ms: number;
@@ -50,6 +52,8 @@ export interface BenchResults {
     peak_rss_mb: BySize<number>;
     /** Per size, the service's mean ms per pipeline stage during the recognize requests (its /metrics). */
     recognize_stage_ms: BySize<Record<string, number>>;
+    /** Per size, p50s of a second service holding the 100 visitors only, timed in turn with that size's requests. */
+    beside_100: { recognize_p50: BySize<number>; recognize_8faces_p50: BySize<number> };
     /** Seconds taken to write the stored faces added for this size (rows and cached faces, bench/stored-faces.ts). */
     synth_s: BySize<number>;
     /** Seconds from starting the service to every face searchable. */

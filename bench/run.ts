@@ -13,9 +13,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FaceEngine } from '../src/engine/engine.js';
 import { BURST, MODELS_DIR, QUICK, RECOGNIZER, REPO_ROOT, RESULTS_DIR, machine, round2 } from './common.js';
-import { benchEngine, printEngine } from './engine.js';
-import { enrol, growTo, reconcileRate, type SizePoint } from './gallery.js';
-import { burst, expectEightFaces, expectFaces, expectFeatures, expectQueryVisitor, throughput, timeRequests, type Burst, type Throughput } from './http.js';
+import { benchEngine, inProcessPipeline, printEngine } from './engine.js';
+import { growTo, reconcileRate, serviceWithVisitors, type SizePoint } from './gallery.js';
+import { burst, checkedRequest, expectEightFaces, expectFaces, expectFeatures, expectQueryVisitor, throughput, timeInTurn, timeRequests, type Burst, type Check, type Throughput } from './http.js';
 import { STORED_MAX_SIDE, eightFaceJpeg, jpegAt, storedPhotos } from './inputs.js';
 import { benchOnTheFly, type OnTheFlyPoint } from './on-the-fly.js';
 import { realtimeRate, type RealtimeRate } from './realtime.js';
@@ -98,20 +98,21 @@ async function main(): Promise<void> {
   }
   if (ONLY?.length === 1 && ONLY[0] === 'engine') return writeOnly(only);
 
-  const query = (await jpegAt(640, 480)).toString('base64');
+  const queryJpeg = await jpegAt(640, 480);
+  const query = queryJpeg.toString('base64');
   const queryBody = JSON.stringify({ image: query });
   const eightBody = JSON.stringify({ image: (await eightFaceJpeg()).toString('base64') });
   const photos = await storedPhotos(Math.max(VISITORS + PLAN.reconcileImages, ...PLAN.onTheFly.map((p) => p.visitors)));
 
   const dataDir = await mkdtemp(join(tmpdir(), 'face-recog-bench-'));
-  let service = await Service.start(dataDir);
+  section(`starting the service; enrolling ${VISITORS} visitors`);
+  const started = await serviceWithVisitors(dataDir, photos.slice(0, VISITORS));
+  let service = started.service;
   try {
-    section(`service started (pid ${service.pid}); enrolling ${VISITORS} visitors`);
     const database = await service.database();
-    await enrol(database.db, photos.slice(0, VISITORS), 0);
-    const enrolled = await service.waitForImages(VISITORS, 120_000);
-    if (enrolled.failed > 0) throw new Error(`${enrolled.failed} of the ${VISITORS} visitor photos yielded no face`);
     const api = (path: string) => `${service.url}/api/v1/${path}`;
+    // The service's pipeline in this process, timed in turn with the HTTP recognize; also the guide's on-the-fly service's engine.
+    const localEngine = await FaceEngine.load({ dir: MODELS_DIR, offline: true, detector: 'yunet-2023mar', recognizer: RECOGNIZER });
 
     let http: Omit<BenchResults['http'], 'event_loop_delay_p99_ms'> | undefined;
     const points: SizePoint[] = [];
@@ -119,11 +120,13 @@ async function main(): Promise<void> {
       section('HTTP latency, 640x480 one-face JPEG and 1280x720 eight-face JPEG');
       const detect = await timeRequests(api('detect'), queryBody, PLAN.requests, expectFaces);
       const extractFeatures = await timeRequests(api('extract-features'), queryBody, PLAN.requests, expectFeatures);
-      const [recognize100, stages100] = await withStageMeans(service, () => timeRequests(api('recognize'), queryBody, PLAN.requests, expectQueryVisitor));
+      const [{ recognize: recognize100, pipeline }, stages100] = await withStageMeans(service, () =>
+        timeInTurn(PLAN.requests, { recognize: checkedRequest(api('recognize'), queryBody, expectQueryVisitor), pipeline: inProcessPipeline(localEngine, queryJpeg) }),
+      );
       const eight100 = await timeRequests(api('recognize'), eightBody, PLAN.requests, expectEightFaces);
-      http = { detect, extract_features: extractFeatures, recognize: recognize100, gallery_faces: enrolled.faces };
+      http = { detect, extract_features: extractFeatures, recognize: recognize100, pipeline_in_process_ms: pipeline.p50, gallery_faces: started.faces };
       console.table({ ...http, recognize_8faces: eight100 });
-      points.push({ faces: VISITORS, recognize: recognize100, recognize8: eight100, stagesMs: stages100, memory: service.memory(), synthSeconds: null, loadSeconds: null });
+      points.push({ faces: VISITORS, recognize: recognize100, recognize8: eight100, stagesMs: stages100, beside100: null, memory: service.memory(), synthSeconds: null, loadSeconds: null });
       only.http = http;
       only.recognize_8faces_100 = eight100;
     }
@@ -164,8 +167,7 @@ async function main(): Promise<void> {
     let onTheFly: OnTheFlyPoint[] = [];
     if (wanted('on-the-fly')) {
       section("the guide's on-the-fly design");
-      const guideEngine = await FaceEngine.load({ dir: MODELS_DIR, offline: true, detector: 'yunet-2023mar', recognizer: RECOGNIZER });
-      onTheFly = await benchOnTheFly(guideEngine, database.db, photos, queryBody, { sizes: PLAN.onTheFly });
+      onTheFly = await benchOnTheFly(localEngine, database.db, photos, queryBody, { sizes: PLAN.onTheFly });
       only.on_the_fly = onTheFly;
     }
 
@@ -179,15 +181,39 @@ async function main(): Promise<void> {
     await database.close();
 
     if (wanted('sizes')) {
-      for (const faces of PLAN.sizes) {
-        section(`gallery of ${faces.toLocaleString('en-US')} faces`);
-        const growth = await growTo(service, faces);
-        service = growth.service;
-        console.log(`${growth.added} stored faces written: ${growth.synthSeconds} s; restart to searchable: ${growth.loadSeconds} s`);
-        const [recognize, stagesMs] = await withStageMeans(service, () => timeRequests(api('recognize'), queryBody, PLAN.requests, expectQueryVisitor));
-        const recognize8 = await timeRequests(api('recognize'), eightBody, PLAN.requests, expectEightFaces);
-        points.push({ faces, recognize, recognize8, stagesMs, memory: service.memory(), synthSeconds: growth.synthSeconds, loadSeconds: growth.loadSeconds });
-        console.log(`recognize p50 ${recognize.p50} ms, p95 ${recognize.p95} ms; 8 faces p50 ${recognize8.p50} ms; RSS ${points.at(-1)!.memory.rssMb} MB`);
+      // A second service holding the 100 visitors only: each size's requests are timed in turn with
+      // the same requests to it, so that the ratio to 100 faces is the gallery's cost, not drift.
+      section(`a second service with the ${VISITORS} visitors only, timed in turn with each size`);
+      const besideDir = await mkdtemp(join(tmpdir(), 'face-recog-bench-100-'));
+      const beside = (await serviceWithVisitors(besideDir, photos.slice(0, VISITORS))).service;
+      const besideApi = (path: string) => `${beside.url}/api/v1/${path}`;
+      try {
+        for (const faces of PLAN.sizes) {
+          section(`gallery of ${faces.toLocaleString('en-US')} faces`);
+          const growth = await growTo(service, faces);
+          service = growth.service;
+          console.log(`${growth.added} stored faces written: ${growth.synthSeconds} s; restart to searchable: ${growth.loadSeconds} s`);
+          const inTurn = (body: string, check: Check) =>
+            timeInTurn(PLAN.requests, { size: checkedRequest(api('recognize'), body, check), beside: checkedRequest(besideApi('recognize'), body, check) });
+          const [one, stagesMs] = await withStageMeans(service, () => inTurn(queryBody, expectQueryVisitor));
+          const eight = await inTurn(eightBody, expectEightFaces);
+          points.push({
+            faces,
+            recognize: one.size,
+            recognize8: eight.size,
+            stagesMs,
+            beside100: { recognize: one.beside, recognize8: eight.beside },
+            memory: service.memory(),
+            synthSeconds: growth.synthSeconds,
+            loadSeconds: growth.loadSeconds,
+          });
+          console.log(
+            `recognize p50 ${one.size.p50} ms (100 faces in turn: ${one.beside.p50}), p95 ${one.size.p95} ms; 8 faces p50 ${eight.size.p50} ms (100 faces in turn: ${eight.beside.p50}); RSS ${points.at(-1)!.memory.rssMb} MB`,
+          );
+        }
+      } finally {
+        await beside.stop();
+        await rm(besideDir, { recursive: true, force: true });
       }
       only.sizes = points;
     }
@@ -225,6 +251,10 @@ async function main(): Promise<void> {
         rss_mb: bySize(points, (p) => p.faces, (p) => p.memory.rssMb),
         peak_rss_mb: bySize(points, (p) => p.faces, (p) => p.memory.peakMb),
         recognize_stage_ms: bySize(points, (p) => p.faces, (p) => p.stagesMs),
+        beside_100: {
+          recognize_p50: bySize(points.filter((p) => p.beside100), (p) => p.faces, (p) => p.beside100!.recognize.p50),
+          recognize_8faces_p50: bySize(points.filter((p) => p.beside100), (p) => p.faces, (p) => p.beside100!.recognize8.p50),
+        },
         synth_s: bySize(points.filter((p) => p.synthSeconds !== null), (p) => p.faces, (p) => p.synthSeconds!),
         load_s: bySize(points.filter((p) => p.loadSeconds !== null), (p) => p.faces, (p) => p.loadSeconds!),
         on_the_fly_p50: bySize(onTheFly, (p) => p.visitors, (p) => p.latency.p50),

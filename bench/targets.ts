@@ -33,14 +33,14 @@ const ONE_CLIENT_MS = 'http.recognize.p50';
 
 export const TARGETS: TargetSpec[] = [
   // Issue 11: the gallery at scale, against the guide's design and OpenCV, in memory.
-  { id: 'scale', what: 'recognize p50 at 1,000,000 faces over the same at 100', figure: 'gallery.recognize_p50.1000000', per: 'gallery.recognize_p50.100', unit: 'ms', atMost: 1.25 },
+  { id: 'scale', what: 'recognize p50 at 1,000,000 faces over the same at 100 (a second service, timed in turn)', figure: 'gallery.recognize_p50.1000000', per: 'gallery.beside_100.recognize_p50.1000000', unit: 'ms', atMost: 1.25 },
   { id: 'on_the_fly', what: "recognize p50 at 1,000 visitors, the guide's on-the-fly design over ours (at 10,000 faces)", figure: 'gallery.on_the_fly_p50.1000', per: 'gallery.recognize_p50.10000', unit: 'ms', atLeast: 20 },
   { id: 'opencv', what: 'YuNet forward on the same 640x640 blob, OpenCV DNN over onnxruntime (ours)', figure: 'engine.opencv_yunet_raw', per: 'engine.ort_yunet_raw', unit: 'ms', atLeast: 3 },
   { id: 'rss', what: 'service RSS with 1,000,000 faces', figure: 'gallery.rss_mb.1000000', unit: 'MB', atMost: 1536 },
   // Issue 16: inference off the event loop, both cores, admission by expected wait, many faces.
-  { id: 'http_overhead', what: 'recognize p50 over HTTP over decode + detect + embed in process (640x480)', figure: ONE_CLIENT_MS, per: PIPELINE_MS, unit: 'ms', atMost: 1.25 },
+  { id: 'http_overhead', what: 'recognize p50 over HTTP over decode + detect + embed in process (640x480, timed in turn)', figure: ONE_CLIENT_MS, per: 'http.pipeline_in_process_ms', unit: 'ms', atMost: 1.25 },
   { id: 'throughput', what: 'recognize throughput at 16 clients times the one-client recognize p50 (both cores used)', figure: 'throughput_rps.recognize.c16', times: ONE_CLIENT_MS, unit: '/s', atLeast: 1.5 },
-  { id: 'eight_faces', what: 'recognize p50 of one 8-face image at 1,000,000 faces over the same at 100', figure: 'gallery.recognize_8faces_p50.1000000', per: 'gallery.recognize_8faces_p50.100', unit: 'ms', atMost: 1.3 },
+  { id: 'eight_faces', what: 'recognize p50 of one 8-face image at 1,000,000 faces over the same at 100 (a second service, timed in turn)', figure: 'gallery.recognize_8faces_p50.1000000', per: 'gallery.beside_100.recognize_8faces_p50.1000000', unit: 'ms', atMost: 1.3 },
   { id: 'reconcile', what: 'reconcile rate times the single-stream pipeline time (decode + detect + embed in process)', figure: 'gallery.reconcile_images_per_s', times: PIPELINE_MS, unit: '/s', atLeast: 1 },
   { id: 'burst', what: `a burst of ${BURST.clients} clients at once, ${BURST.requestsEach} recognize requests each, Retry-After ignored: share served`, figure: 'burst.served_fraction', unit: 'share', atLeast: 0.95 },
   { id: 'event_loop', what: 'event-loop delay p99 under 16 recognize clients over the one-client recognize p50', figure: 'http.event_loop_delay_p99_ms', per: ONE_CLIENT_MS, unit: 'ms', atMost: 1 },
