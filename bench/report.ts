@@ -120,6 +120,19 @@ function httpSection(r: BenchResults): string {
   ].join('\n');
 }
 
+function replicasSection(r: BenchResults): string {
+  const rep = r.replicas;
+  if (!rep) return 'Not measured (no PostgreSQL server installed for bench/replicas.ts).';
+  const recognised = rep.recognised_by_all_ms;
+  return [
+    `${rep.replicas} services on one PostgreSQL server (Debian's, the README's narrow role), as replicas behind a load balancer. ` +
+      `${recognised.n} new stored images are inserted one at a time; each is timed from its commit until every replica's /health counts its face, ` +
+      'and then recognised by every replica. The idle extractor is then killed (SIGKILL), timed until another replica holds its lease.',
+    '',
+    table(['recognised by all, p50', 'p95', 'slowest', 'takeover after SIGKILL'], [[recognised.p50, recognised.p95, recognised.max, rep.takeover_ms]]),
+  ].join('\n');
+}
+
 function realtimeSection(r: BenchResults): string {
   const rows = r.realtime_detail.map((t) => [t.connections, t.sentPerS, t.resultsPerS, t.droppedPerS, t.latencyP50Ms, t.seconds]);
   return [
@@ -246,6 +259,10 @@ ${engineSection(r)}
 ## HTTP
 
 ${httpSection(r)}
+
+## Replicas
+
+${replicasSection(r)}
 
 ## WebSocket
 

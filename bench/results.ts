@@ -3,6 +3,7 @@
 import type { Latency, machine } from './common.js';
 import type { Burst, Throughput } from './http.js';
 import type { RealtimeRate } from './realtime.js';
+import type { ReplicasResult } from './replicas.js';
 import type { EngineResult } from './engine.js';
 import { TARGETS, type FigureUnit, type TargetSpec } from './targets.js';
 
@@ -40,6 +41,8 @@ export interface BenchResults {
   throughput_detail: { detect: Throughput[]; recognize: Throughput[] };
   /** 64 clients at once, 5 recognize requests each, Retry-After ignored. */
   burst: Burst & { served_fraction: number };
+  /** Three replicas on one PostgreSQL server; null where none is installed. */
+  replicas: ReplicasResult | null;
   /** Results per second over all connections, each streaming 30 frames/s. */
   realtime_fps: BySize<number>;
   realtime_detail: RealtimeRate[];

@@ -19,6 +19,7 @@ import { burst, checkedRequest, expectEightFaces, expectFaces, expectFeatures, e
 import { STORED_MAX_SIDE, eightFaceJpeg, jpegAt, storedPhotos } from './inputs.js';
 import { benchOnTheFly, type OnTheFlyPoint } from './on-the-fly.js';
 import { realtimeRate, type RealtimeRate } from './realtime.js';
+import { benchReplicas, type ReplicasResult } from './replicas.js';
 import { headlineTable, targetsTable, writeReport } from './report.js';
 import { judgeTargets, type BenchResults } from './results.js';
 import { Service, stageMeansMs } from './service.js';
@@ -48,7 +49,7 @@ const VISITORS = 100;
 const CONCURRENCY = [1, 4, 16];
 const CONNECTIONS = [1, 4];
 
-const SECTIONS = ['engine', 'http', 'throughput', 'burst', 'realtime', 'on-the-fly', 'reconcile', 'sizes'] as const;
+const SECTIONS = ['engine', 'replicas', 'http', 'throughput', 'burst', 'realtime', 'on-the-fly', 'reconcile', 'sizes'] as const;
 type Section = (typeof SECTIONS)[number];
 const ONLY: Section[] | null = (() => {
   const at = process.argv.indexOf('--only');
@@ -96,7 +97,14 @@ async function main(): Promise<void> {
     printEngine(engine);
     only.engine = engine;
   }
-  if (ONLY?.length === 1 && ONLY[0] === 'engine') return writeOnly(only);
+  let replicas: ReplicasResult | null = null;
+  if (wanted('replicas')) {
+    section('replicas: three services on one PostgreSQL');
+    replicas = await benchReplicas();
+    if (replicas) console.log(`a new image recognised by all ${replicas.replicas}: p50 ${replicas.recognised_by_all_ms.p50} ms, slowest ${replicas.recognised_by_all_ms.max} ms; takeover ${replicas.takeover_ms} ms`);
+    only.replicas = replicas;
+  }
+  if (ONLY?.every((name) => name === 'engine' || name === 'replicas')) return writeOnly(only);
 
   const queryJpeg = await jpegAt(640, 480);
   const query = queryJpeg.toString('base64');
@@ -242,6 +250,7 @@ async function main(): Promise<void> {
       },
       throughput_detail: tp,
       burst: { served_fraction: crowd.servedFraction, ...crowd },
+      replicas,
       realtime_fps: bySize(realtime, (t) => `c${t.connections}`, (t) => t.resultsPerS),
       realtime_detail: realtime,
       gallery: {
