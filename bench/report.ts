@@ -7,6 +7,7 @@ import { dirname, join, relative } from 'node:path';
 import { DEFAULT_DETECT_SIZE } from '../src/engine/engine.js';
 import { latencyChart } from './chart.js';
 import { REPO_ROOT, RESULTS_DIR, WARMUP_RUNS } from './common.js';
+import { TURN_BLOCK } from './http.js';
 import { CAMERA_FPS } from './realtime.js';
 import { judgeTargets, type BenchResults, type BySize, type Target } from './results.js';
 
@@ -107,7 +108,8 @@ function httpSection(r: BenchResults): string {
     r.throughput_detail[endpoint].map((t) => [endpoint, t.concurrency, t.rps, t.ok, t.status429, t.status503, t.seconds]),
   );
   return [
-    `One 640x480 one-face JPEG (${http.gallery_faces} visitors enrolled), one request at a time, after ${WARMUP_RUNS} unmeasured ones; ms.`,
+    `One 640x480 one-face JPEG (${http.gallery_faces} visitors enrolled), one request at a time, after ${WARMUP_RUNS} unmeasured ones; ms. ` +
+      `The recognize requests alternate, ${TURN_BLOCK} at a time after an unmeasured one, with the same decode + detect + embed in the benchmark's process: ${http.pipeline_in_process_ms ?? '-'} ms (the base of http_overhead).`,
     '',
     table(['request', 'p50', 'p95', 'requests'], rows),
     '',
@@ -159,7 +161,7 @@ function gallerySection(r: BenchResults): string {
       'RSS is the service process (VmRSS, and VmHWM as the peak) after the timed requests; PostgreSQL runs in its own processes and is not counted. ' +
       '"store s" is the time to write the added rows and their cached faces, "load s" the time from starting the service to every face searchable. ' +
       'The stage columns are the service\'s own mean times per recognize request (from its /metrics), so they show where the time goes as the gallery grows. ' +
-      `From ${n(10000)} faces on, a second service holding the ${n(100)} visitors only answers the same requests in turn with each size's ("100 in turn"): ` +
+      `From ${n(10000)} faces on, a second service holding the ${n(100)} visitors only answers the same requests in turn with each size's, ${TURN_BLOCK} in a row after an unmeasured one ("100 in turn"): ` +
       'the machine\'s speed drifts over the minutes between sizes, and the scale targets divide by that figure.',
     '',
     table(['faces', 'recognize p50', 'p95', '100 in turn', '8 faces p50', '8 faces, 100 in turn', 'decode', 'detect', 'embed', 'search', 'RSS MB', 'peak RSS MB', 'store s', 'load s'], rows),
