@@ -46,29 +46,9 @@ export function checkedRequest(url: string, body: string, check: Check): () => P
   return () => checked(url, body, check);
 }
 
-/** Runs in a row of one piece of work when several are timed in turn, after one unmeasured run. */
-export const TURN_BLOCK = 10;
-
-/**
- * `n` runs of each piece of work, in blocks of TURN_BLOCK taken in turn (after WARMUP_RUNS of each).
- * The machine's speed drifts over minutes (it is shared with other work): figures timed minutes
- * apart differed by a third in one run, while figures timed in turn drift together. Each block
- * starts with an unmeasured run, so that no figure carries the cold caches left by the other
- * work: alternating single runs made every one of them slower (a 100-face recognize 22 -> 29-33 ms).
- */
-export async function timeInTurn<K extends string>(n: number, work: Record<K, () => Promise<unknown>>): Promise<Record<K, Latency>> {
-  const names = Object.keys(work) as K[];
-  const times = Object.fromEntries(names.map((name) => [name, [] as number[]])) as Record<K, number[]>;
-  for (const name of names) await timeRuns(0, work[name], WARMUP_RUNS);
-  for (let done = 0; done < n; done += TURN_BLOCK) {
-    for (const name of names) times[name].push(...(await timeRuns(Math.min(TURN_BLOCK, n - done), work[name], 1)));
-  }
-  return Object.fromEntries(names.map((name) => [name, latencyOf(times[name])])) as Record<K, Latency>;
-}
-
 /** `n` requests one after another, after `warmup` unmeasured ones. */
 export async function timeRequests(url: string, body: string, n: number, check: Check, warmup = WARMUP_RUNS): Promise<Latency> {
-  return latencyOf(await timeRuns(n, () => checked(url, body, check), warmup));
+  return latencyOf(await timeRuns(n, checkedRequest(url, body, check), warmup));
 }
 
 export interface Throughput {

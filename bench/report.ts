@@ -6,8 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { DEFAULT_DETECT_SIZE } from '../src/engine/engine.js';
 import { latencyChart } from './chart.js';
-import { REPO_ROOT, RESULTS_DIR, WARMUP_RUNS } from './common.js';
-import { TURN_BLOCK } from './http.js';
+import { REPO_ROOT, RESULTS_DIR, TURN_BLOCK, WARMUP_RUNS } from './common.js';
 import { CAMERA_FPS } from './realtime.js';
 import { judgeTargets, type BenchResults, type BySize, type Target } from './results.js';
 

@@ -34,7 +34,7 @@ export async function extractions(replica: Replica): Promise<number> {
   return Number(match[1]);
 }
 
-export async function recognises(replica: Replica, image: string, visitorId: string): Promise<boolean> {
+async function recognises(replica: Replica, image: string, visitorId: string): Promise<boolean> {
   const response = await fetch(`${replica.url}/api/v1/recognize`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -135,6 +135,15 @@ export class ReplicaSet {
     const committed = performance.now();
     await this.holdEverywhere(faces);
     return performance.now() - committed;
+  }
+
+  /** Which of `ids` some live replica does not recognise in its photo (`url: id`; none when all is well). */
+  async unrecognised(ids: string[], images: string[]): Promise<string[]> {
+    const missed: string[] = [];
+    for (const replica of this.alive()) {
+      for (const [i, id] of ids.entries()) if (!(await recognises(replica, images[i], id))) missed.push(`${replica.url}: ${id}`);
+    }
+    return missed;
   }
 
   /** SIGKILLs `killed` (the extractor) and waits until another holds the lease: the ms from the kill to that takeover. */
