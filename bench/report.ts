@@ -205,7 +205,8 @@ function onTheFlySection(r: BenchResults): string {
     `${n(g.reconcile.images)} new distinct images inserted into \`visitor_images\` in one statement while the service ran; no call told it. ` +
       `Every one was searchable ${g.reconcile.seconds} s after the INSERT committed: **${g.reconcile_images_per_s} images/s** ` +
       '(each image read, decoded, detected, embedded and saved to the feature cache). ' +
-      `The INSERT itself, the backend's write, took ${g.reconcile.insert_seconds} s more; nothing of it is visible to the service before it commits.`,
+      `The INSERT itself, the backend's write, took ${g.reconcile.insert_seconds} s more; nothing of it is visible to the service before it commits. ` +
+      (g.reconcile.pipeline_ms === undefined ? '' : `The single-stream pipeline, timed in process just before and after, took ${g.reconcile.pipeline_ms} ms (the reconcile target's base).`),
   ].join('\n');
 }
 

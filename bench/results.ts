@@ -65,8 +65,12 @@ export interface BenchResults {
     on_the_fly_p95: BySize<number>;
     on_the_fly_requests: BySize<number>;
     reconcile_images_per_s: number;
-    /** seconds: from the INSERT's commit to every image searchable; insert_seconds: the INSERT itself. */
-    reconcile: { images: number; seconds: number; insert_seconds: number };
+    /**
+     * seconds: from the INSERT's commit to every image searchable; insert_seconds: the INSERT itself;
+     * pipeline_ms: the in-process single-stream pipeline (as engine.detail.jpeg_640x480.decode_detect_embed_ms),
+     * timed just before and after, the rate's base.
+     */
+    reconcile: { images: number; seconds: number; insert_seconds: number; pipeline_ms: number };
     /** Stored image size: longer side in px. */
     stored_max_side: number;
   };

@@ -27,8 +27,6 @@ export interface TargetSpec {
   atLeast?: number;
 }
 
-/** The in-process single-stream pipeline issue 16 measures the service against. */
-const PIPELINE_MS = 'engine.detail.jpeg_640x480.decode_detect_embed_ms';
 const ONE_CLIENT_MS = 'http.recognize.p50';
 
 export const TARGETS: TargetSpec[] = [
@@ -41,7 +39,7 @@ export const TARGETS: TargetSpec[] = [
   { id: 'http_overhead', what: 'recognize p50 over HTTP over decode + detect + embed in process (640x480, timed in turn)', figure: ONE_CLIENT_MS, per: 'http.pipeline_in_process_ms', unit: 'ms', atMost: 1.25 },
   { id: 'throughput', what: 'recognize throughput at 16 clients times the one-client recognize p50 (both cores used)', figure: 'throughput_rps.recognize.c16', times: ONE_CLIENT_MS, unit: '/s', atLeast: 1.5 },
   { id: 'eight_faces', what: 'recognize p50 of one 8-face image at 1,000,000 faces over the same at 100 (a second service, timed in turn)', figure: 'gallery.recognize_8faces_p50.1000000', per: 'gallery.beside_100.recognize_8faces_p50.1000000', unit: 'ms', atMost: 1.3 },
-  { id: 'reconcile', what: 'reconcile rate times the single-stream pipeline time (decode + detect + embed in process)', figure: 'gallery.reconcile_images_per_s', times: PIPELINE_MS, unit: '/s', atLeast: 1 },
+  { id: 'reconcile', what: 'reconcile rate times the single-stream pipeline time (decode + detect + embed in process, timed just before and after)', figure: 'gallery.reconcile_images_per_s', times: 'gallery.reconcile.pipeline_ms', unit: '/s', atLeast: 1 },
   { id: 'burst', what: `a burst of ${BURST.clients} clients at once, ${BURST.requestsEach} recognize requests each, Retry-After ignored: share served`, figure: 'burst.served_fraction', unit: 'share', atLeast: 0.95 },
   // The contract's promises for replicas on one PostgreSQL (bench/replicas.ts).
   { id: 'replicas_recognise', what: 'a new stored image recognised by every one of 3 replicas, from its commit: the slowest of the images', figure: 'replicas.recognised_by_all_ms.max', unit: 'ms', atMost: 2000 },
