@@ -37,7 +37,10 @@ export const TARGETS: TargetSpec[] = [
   { id: 'rss', what: 'service RSS with 1,000,000 faces', figure: 'gallery.rss_mb.1000000', unit: 'MB', atMost: 1536 },
   // Issue 16: inference off the event loop, both cores, admission by expected wait, many faces.
   { id: 'http_overhead', what: 'recognize p50 over HTTP over decode + detect + embed in process (640x480, timed in turn)', figure: ONE_CLIENT_MS, per: 'http.pipeline_in_process_ms', unit: 'ms', atMost: 1.25 },
-  { id: 'throughput', what: 'recognize throughput at 16 clients times the one-client recognize p50 (both cores used)', figure: 'throughput_rps.recognize.c16', times: ONE_CLIENT_MS, unit: '/s', atLeast: 1.5 },
+  // Over one client's rate in the window just before (1 s over its mean latency): the HTTP section's
+  // p50, measured minutes earlier and in turn with the in-process pipeline, was 24.4 ms in one run
+  // against 27.9 ms of mean latency in the one-client window, and 32.0 against 28.2 in the next.
+  { id: 'throughput', what: "recognize throughput at 16 clients over one client's (windows one after the other: both cores used)", figure: 'throughput_rps.recognize.c16', per: 'throughput_rps.recognize.c1', unit: '/s', atLeast: 1.5 },
   { id: 'eight_faces', what: 'recognize p50 of one 8-face image at 1,000,000 faces over the same at 100 (a second service, timed in turn)', figure: 'gallery.recognize_8faces_p50.1000000', per: 'gallery.beside_100.recognize_8faces_p50.1000000', unit: 'ms', atMost: 1.3 },
   { id: 'reconcile', what: 'reconcile rate times the single-stream pipeline time (decode + detect + embed in process, timed just before and after)', figure: 'gallery.reconcile_images_per_s', times: 'gallery.reconcile.pipeline_ms', unit: '/s', atLeast: 1 },
   { id: 'burst', what: `a burst of ${BURST.clients} clients at once, ${BURST.requestsEach} recognize requests each, Retry-After ignored: share served`, figure: 'burst.served_fraction', unit: 'share', atLeast: 0.95 },
