@@ -104,4 +104,6 @@ export interface SizePoint {
   memory: Memory;
   synthSeconds: number | null;
   loadSeconds: number | null;
+  /** The first requests after the restart that loaded this size, before the timed ones (null at 100). */
+  afterLoad: Latency | null;
 }

@@ -61,6 +61,8 @@ export interface BenchResults {
     synth_s: BySize<number>;
     /** Seconds from starting the service to every face searchable. */
     load_s: BySize<number>;
+    /** p50 of the first recognize requests after that load, before the timed ones (not in recognize_p50). */
+    after_load_p50?: BySize<number>;
     on_the_fly_p50: BySize<number>;
     on_the_fly_p95: BySize<number>;
     on_the_fly_requests: BySize<number>;
