@@ -207,7 +207,7 @@ function onTheFlySection(r: BenchResults): string {
       `Every one was searchable ${g.reconcile.seconds} s after the INSERT committed: **${g.reconcile_images_per_s} images/s** ` +
       '(each image read, decoded, detected, embedded and saved to the feature cache). ' +
       `The INSERT itself, the backend's write, took ${g.reconcile.insert_seconds} s more; nothing of it is visible to the service before it commits. ` +
-      (g.reconcile.pipeline_ms === undefined ? '' : `The single-stream pipeline, timed in process just before and after, took ${g.reconcile.pipeline_ms} ms (the reconcile target's base).`),
+      (g.reconcile.single_stream_ms === undefined ? '' : `A sample of the same photos enrolled one at a time in process, just before and after, took ${g.reconcile.single_stream_ms} ms each (the reconcile target's base).`),
   ].join('\n');
 }
 
