@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FaceEngine } from '../src/engine/engine.js';
 import { DEFAULT_IMAGE_LIMITS } from '../src/engine/image.js';
-import { BURST, MODELS_DIR, QUICK, RECOGNIZER, REPO_ROOT, RESULTS_DIR, machine, round2, timeInTurn } from './common.js';
+import { BURST, MODELS_DIR, QUICK, RECOGNIZER, REPO_ROOT, RESULTS_DIR, machine, round2, timeInTurn, timeRuns } from './common.js';
 import { benchEngine, inProcessPipeline, printEngine } from './engine.js';
 import { growTo, reconcileRate, serviceWithVisitors, type SizePoint } from './gallery.js';
 import { burst, checkedRequest, expectEightFaces, expectFaces, expectFeatures, expectQueryVisitor, throughput, timeRequests, type Burst, type Check, type Throughput } from './http.js';
@@ -192,14 +192,9 @@ async function main(): Promise<void> {
       // YuNet runs on 640x640) and that pipeline drifted from 14.8 to 24.3 ms over three runs while
       // the rate stayed at 40 images/s.
       const sample = reconciled.filter((_, i) => i % RECONCILE_SAMPLE_EVERY === 0).map((p) => Buffer.from(p.base64, 'base64'));
-      const oneAtATime = async () => {
-        const times: number[] = [];
-        for (const bytes of sample) {
-          const started = performance.now();
-          await localEngine.enrolImage(bytes, DEFAULT_IMAGE_LIMITS);
-          times.push(performance.now() - started);
-        }
-        return times;
+      const oneAtATime = () => {
+        let next = 0;
+        return timeRuns(sample.length, () => localEngine.enrolImage(sample[next++], DEFAULT_IMAGE_LIMITS), 0);
       };
       const before = await oneAtATime();
       const rate = await reconcileRate(service, database.db, reconciled, VISITORS);
