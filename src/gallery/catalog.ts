@@ -31,7 +31,8 @@ export interface Diff {
 const FIRST_SLOTS = 1_024;
 /** A slot's kind: its table's place in SOURCE_TABLES, plus SEARCHABLE when its image yielded a face. */
 const SEARCHABLE = 0x80;
-const FREE = 0xff;
+const tableOf = (kind: number) => kind & ~SEARCHABLE;
+const isSearchable = (kind: number) => (kind & SEARCHABLE) !== 0;
 /** A ctid (block, offset) as one number: offsets are under 2^16, blocks under 2^32, so it is exact. */
 const OFFSET_RANGE = 65_536;
 
@@ -88,7 +89,7 @@ export class Catalog {
   private ctids = new Float64Array(FIRST_SLOTS);
   private xmins = new Uint32Array(FIRST_SLOTS);
   private visitorOf = new Int32Array(FIRST_SLOTS);
-  private kinds = new Uint8Array(FIRST_SLOTS).fill(FREE);
+  private kinds = new Uint8Array(FIRST_SLOTS);
   private slotsInUse = 0;
   private readonly freeSlots: number[] = [];
   /** Per table (SOURCE_TABLES' order), packed ctid to slot. */
@@ -118,15 +119,16 @@ export class Catalog {
   async add(features: CachedFeature[]): Promise<void> {
     const replaced = new Set<number>();
     const vectors: { key: number; vector: Float32Array }[] = [];
-    for (const f of features) {
-      for (const previous of [this.tableSlots(f.source.table).get(packCtid(f.source.ctid)), this.byFeature.get(f.id)]) {
+    const ctids = features.map((f) => packCtid(f.source.ctid));
+    features.forEach((f, i) => {
+      for (const previous of [this.tableSlots(f.source.table).get(ctids[i]), this.byFeature.get(f.id)]) {
         if (previous !== undefined) replaced.add(previous);
       }
       if (f.embedding) vectors.push({ key: f.id, vector: f.embedding });
-    }
+    });
     await this.removeSlots(replaced);
     await this.index.add(vectors);
-    for (const f of features) this.store(f);
+    features.forEach((f, i) => this.store(f, ctids[i]));
   }
 
   /** Removes these faces where they are still the ones known (the same feature from the same row version). */
@@ -200,28 +202,26 @@ export class Catalog {
   private faceAt(slot: number): Face {
     const visitorId = this.visitorNames.name(this.visitorOf[slot]);
     const kind = this.kinds[slot];
-    const table = SOURCE_TABLES[kind & ~SEARCHABLE];
     return {
       featureId: this.featureIds[slot],
       visitorId,
-      source: { table, ctid: ctidText(this.ctids[slot]), xmin: this.xmins[slot], visitorId },
-      searchable: (kind & SEARCHABLE) !== 0,
+      source: { table: SOURCE_TABLES[tableOf(kind)], ctid: ctidText(this.ctids[slot]), xmin: this.xmins[slot], visitorId },
+      searchable: isSearchable(kind),
     };
   }
 
   private holds(slot: number, source: SourceRow): boolean {
     return (
-      SOURCE_TABLES[this.kinds[slot] & ~SEARCHABLE] === source.table &&
+      SOURCE_TABLES[tableOf(this.kinds[slot])] === source.table &&
       this.ctids[slot] === packCtid(source.ctid) &&
       this.xmins[slot] === source.xmin
     );
   }
 
-  private store(f: CachedFeature): void {
+  private store(f: CachedFeature, ctid: number): void {
     const slot = this.freeSlots.pop() ?? this.newSlot();
     const t = SOURCE_TABLES.indexOf(f.source.table);
     const searchable = f.embedding !== null;
-    const ctid = packCtid(f.source.ctid);
     this.featureIds[slot] = f.id;
     this.ctids[slot] = ctid;
     this.xmins[slot] = f.source.xmin;
@@ -233,17 +233,16 @@ export class Catalog {
   }
 
   private async removeSlots(slots: Set<number>): Promise<void> {
-    const searchable = [...slots].filter((slot) => this.kinds[slot] & SEARCHABLE);
+    const searchable = [...slots].filter((slot) => isSearchable(this.kinds[slot]));
     await this.index.remove(searchable.map((slot) => this.featureIds[slot]));
     for (const slot of slots) {
       const kind = this.kinds[slot];
-      const known = this.bySlot[kind & ~SEARCHABLE];
+      const known = this.bySlot[tableOf(kind)];
       const ctid = this.ctids[slot];
       if (known.get(ctid) === slot) known.delete(ctid);
       if (this.byFeature.get(this.featureIds[slot]) === slot) this.byFeature.delete(this.featureIds[slot]);
-      if (!(kind & SEARCHABLE)) this.failedCount--;
-      this.visitorNames.remove(this.visitorOf[slot], (kind & SEARCHABLE) !== 0);
-      this.kinds[slot] = FREE;
+      if (!isSearchable(kind)) this.failedCount--;
+      this.visitorNames.remove(this.visitorOf[slot], isSearchable(kind));
       this.freeSlots.push(slot);
     }
   }
@@ -256,7 +255,7 @@ export class Catalog {
       this.ctids = grown(this.ctids, new Float64Array(size));
       this.xmins = grown(this.xmins, new Uint32Array(size));
       this.visitorOf = grown(this.visitorOf, new Int32Array(size));
-      this.kinds = grown(this.kinds, new Uint8Array(size).fill(FREE));
+      this.kinds = grown(this.kinds, new Uint8Array(size));
     }
     return this.slotsInUse++;
   }
