@@ -7,25 +7,31 @@
 // the .wat is then the only source, nothing generated can drift from it, and a maintainer edits
 // it and runs the tests. The build copies it into dist/ next to this module.
 //
-// Why relaxed SIMD: its 8-bit dot product is one instruction per 16 codes on CPUs with AVX-VNNI,
-// which lets eight queries share one pass over the codes at little more than the cost of one.
-// Node 22 and later have it; where it is missing (Node 20) or gives other sums than the plain
-// arithmetic, the same kernel runs with each such product spelled in plain SIMD (slower).
+// Why relaxed SIMD: its 16-bit dot product of 8-bit codes is one instruction per 16 codes
+// (PMADDUBSW on x64), which lets eight queries share one pass over the codes at a few times the
+// cost of one. Node 22 and later have it; where it is missing (Node 20) or gives other sums than
+// the plain arithmetic, the same kernel runs with each such product spelled in plain SIMD (slower).
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import initWabt from 'wabt';
 import { FaceRecogError } from '../errors.js';
 
-/** Codes are stored in strides of this many bytes (one 128-bit vector). */
+/** One 128-bit vector: regions of the shared memory are aligned to it. */
 export const LANE_BYTES = 16;
+/** Codes are stored in strides of this many bytes: the kernel reads two vectors of a row per step. */
+export const STEP_BYTES = 2 * LANE_BYTES;
 /** The kernel scores rows four at a time: regions of codes and scales hold whole tiles. */
 export const TILE_ROWS = 4;
 /** A stored component's code c is in -ROW_CODE_MAX..ROW_CODE_MAX and kept as c + ROW_CODE_OFFSET (0..127). */
 export const ROW_CODE_MAX = 63;
 export const ROW_CODE_OFFSET = 64;
-/** A query component's code is in -QUERY_CODE_MAX..QUERY_CODE_MAX. */
-export const QUERY_CODE_MAX = 127;
+/**
+ * A query component's code is in -QUERY_CODE_MAX..QUERY_CODE_MAX: 7 bits, so that the kernel can
+ * add four products in 16 bits (4 x 127 x 63 < 32,767); the error bounds take the coarser query
+ * codes into account (vector-index.ts).
+ */
+export const QUERY_CODE_MAX = 63;
 
 const PAGE_BYTES = 65_536;
 /**
@@ -47,18 +53,17 @@ const IN_THREAD_SCORES = 65_536;
 const KERNEL_SOURCE = new URL('./kernel/search.wat', import.meta.url);
 const WASM_FEATURES = { simd: true, threads: true, relaxed_simd: true };
 
-/** How the kernel's 8-bit dot products are computed: one relaxed-SIMD instruction, or five plain ones. */
+/** How the kernel's 16-bit dot products are computed: one relaxed-SIMD instruction, or three plain ones. */
 export type KernelForm = 'relaxed' | 'plain';
 const FORMS: KernelForm[] = ['relaxed', 'plain'];
 
-/** search.wat's dot products: (query codes, row codes, sums so far), operands always local.get. */
-const RELAXED_DOT = /\(i32x4\.relaxed_dot_i8x16_i7x16_add_s (\(local\.get \$\w+\)) (\(local\.get \$\w+\)) (\(local\.get \$\w+\))\)/g;
+/** search.wat's dot products: (query codes, row codes), operands always local.get. */
+const RELAXED_DOT = /\(i16x8\.relaxed_dot_i8x16_i7x16_s (\(local\.get \$\w+\)) (\(local\.get \$\w+\))\)/g;
 /**
- * The same total in plain SIMD: a product of two codes fits in 16 bits and so does the sum of two
- * (2 x 127 x 127 < 32,767). Its four lanes hold other partial sums than relaxed SIMD's, which the
- * kernel only ever adds up.
+ * The same in plain SIMD: a product of two codes fits in 16 bits and so does the sum of two. Its
+ * lanes hold other pairs of products than relaxed SIMD's, which the kernel only ever adds up.
  */
-const PLAIN_DOT = '(i32x4.add $3 (i32x4.extadd_pairwise_i16x8_s (i16x8.add (i16x8.extmul_low_i8x16_s $1 $2) (i16x8.extmul_high_i8x16_s $1 $2))))';
+const PLAIN_DOT = '(i16x8.add (i16x8.extmul_low_i8x16_s $1 $2) (i16x8.extmul_high_i8x16_s $1 $2))';
 
 function kernelText(form: KernelForm): string {
   const text = readFileSync(KERNEL_SOURCE, 'utf8');
@@ -102,7 +107,7 @@ function scoresExactly(module: WebAssembly.Module): boolean {
   const memory = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
   const { search } = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as { search: (...share: Share) => void };
   // Three queries: a pair and one alone, the kernel's two paths.
-  const [rows, queries, stride] = [TILE_ROWS, 3, LANE_BYTES];
+  const [rows, queries, stride] = [TILE_ROWS, 3, STEP_BYTES];
   const at = { codes: 0, scales: rows * stride, queryCodes: rows * stride + rows * 4, offsets: 0, state: 0 };
   at.offsets = at.queryCodes + queries * stride;
   at.state = at.offsets + queries * 4;
@@ -111,8 +116,11 @@ function scoresExactly(module: WebAssembly.Module): boolean {
   codes.set([127, 0, 127, 0], 0);
   new Float32Array(memory.buffer, at.scales, rows).fill(1);
   const query = new Int8Array(memory.buffer, at.queryCodes, queries * stride);
-  query.set(Array.from(query, (_, i) => ((i * 53) % 255) - 127));
-  query.set([127, -127, -127, 127], 0);
+  query.set(Array.from(query, (_, i) => ((i * 53) % (2 * QUERY_CODE_MAX + 1)) - QUERY_CODE_MAX));
+  query.set([QUERY_CODE_MAX, -QUERY_CODE_MAX, -QUERY_CODE_MAX, QUERY_CODE_MAX], 0);
+  // The largest sums a step adds in 16 bits: a row of 127s against a query of QUERY_CODE_MAXs.
+  codes.fill(127, 3 * stride, 4 * stride);
+  query.fill(QUERY_CODE_MAX, 2 * stride, 3 * stride);
   const offsets = new Int32Array(memory.buffer, at.offsets, queries);
   for (let q = 0; q < queries; q++) offsets[q] = ROW_CODE_OFFSET * query.subarray(q * stride, (q + 1) * stride).reduce((a, b) => a + b, 0);
   const views = (q: number) => candidateState(memory.buffer, at.state, queries, rows, q);

@@ -12,7 +12,7 @@ import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { FaceRecogError } from '../../src/errors.js';
-import { DotKernel, LANE_BYTES, ROW_CODE_OFFSET, type KernelForm, type SearchJob } from '../../src/gallery/dot-kernel.js';
+import { DotKernel, QUERY_CODE_MAX, STEP_BYTES, ROW_CODE_OFFSET, type KernelForm, type SearchJob } from '../../src/gallery/dot-kernel.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 
 function seeded(seed: number): () => number {
@@ -25,7 +25,7 @@ function seeded(seed: number): () => number {
 
 /** Random codes for `rows` rows and `queries` queries in the kernel's memory, with their exact scores. */
 function fixture(kernel: DotKernel, dimension: number, rows: number, queries: number, seed: number) {
-  const stride = Math.ceil(dimension / LANE_BYTES) * LANE_BYTES;
+  const stride = Math.ceil(dimension / STEP_BYTES) * STEP_BYTES;
   const random = seeded(seed);
   const sizes = { codes: (rows + 4) * stride, scales: (rows + 4) * 4, queryCodes: queries * stride, offsets: queries * 4 };
   const at = Object.fromEntries(Object.entries(sizes).map(([k, size]) => [k, kernel.allocate(size)])) as Record<keyof typeof sizes, number>;
@@ -37,12 +37,12 @@ function fixture(kernel: DotKernel, dimension: number, rows: number, queries: nu
     for (let d = 0; d < dimension; d++) codes[r * stride + d] = Math.floor(random() * 128);
     scales[r] = 0.5 + random();
   }
-  for (let q = 0; q < queries; q++) for (let d = 0; d < dimension; d++) query[q * stride + d] = Math.round(random() * 254) - 127;
-  // The extremes: row 0 all 127 and row 1 all 0 (codes +63 and -64) against query 0 all 127.
+  for (let q = 0; q < queries; q++) for (let d = 0; d < dimension; d++) query[q * stride + d] = Math.round(random() * 2 * QUERY_CODE_MAX) - QUERY_CODE_MAX;
+  // The extremes: row 0 all 127 and row 1 all 0 (codes +63 and -64) against query 0 all QUERY_CODE_MAX.
   for (let d = 0; d < dimension; d++) {
     codes[d] = 127;
     if (rows > 1) codes[stride + d] = 0;
-    query[d] = 127;
+    query[d] = QUERY_CODE_MAX;
   }
   scales[0] = 1;
   if (rows > 1) scales[1] = 1;
@@ -124,8 +124,8 @@ describe('DotKernel', () => {
 
       // Places for every row: each one comes back once, with its exact score, and none is dropped.
       await kernel.run([all]);
-      expect(kept(kernel, all, 0).find((c) => c.row === 0)?.score).toBe(63 * 127 * dimension);
-      expect(kept(kernel, all, 0).find((c) => c.row === 1)?.score).toBe(-64 * 127 * dimension);
+      expect(kept(kernel, all, 0).find((c) => c.row === 0)?.score).toBe(63 * QUERY_CODE_MAX * dimension);
+      expect(kept(kernel, all, 0).find((c) => c.row === 1)?.score).toBe(-64 * QUERY_CODE_MAX * dimension);
       for (let q = 0; q < queries; q++) {
         const byRow = kept(kernel, all, q).sort((a, b) => a.row - b.row);
         expect(byRow.map((c) => c.row)).toEqual(Array.from({ length: rows }, (_, r) => r));

@@ -6,7 +6,7 @@
 import fc from 'fast-check';
 import { describe, expect, it, vi } from 'vitest';
 import { FaceRecogError } from '../../src/errors.js';
-import { DotKernel } from '../../src/gallery/dot-kernel.js';
+import { DotKernel, STEP_BYTES } from '../../src/gallery/dot-kernel.js';
 import { VectorIndex } from '../../src/gallery/vector-index.js';
 import { byKey, vectorsIn } from '../helpers/vectors.js';
 
@@ -236,10 +236,10 @@ describe('VectorIndex', () => {
     const random = seeded(6);
     await index.add(Array.from({ length: 5000 }, (_, i) => ({ key: i, vector: unitVector(random) })));
     // Two full blocks and a third one that grew to 1024 rows; per row: its key (the float32
-    // vectors are not kept); and each block's 8-bit codes and scales reserved for all its 2048
-    // rows in the kernel's memory.
+    // vectors are not kept); and each block's codes (a whole number of the kernel's steps) and
+    // scales reserved for all its 2048 rows in the kernel's memory.
     const rowBytes = 8;
-    const codeBytes = 2048 * (DIM + 4);
+    const codeBytes = 2048 * (Math.ceil(DIM / STEP_BYTES) * STEP_BYTES + 4);
     expect(index.allocatedBytes).toBe((2 * 2048 + 1024) * rowBytes + 3 * codeBytes);
     await index.remove(Array.from({ length: 1000 }, (_, i) => i));
     expect(index.size).toBe(4000);
