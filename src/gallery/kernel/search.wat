@@ -14,8 +14,9 @@
 ;; query holds sums of two products, the two are added in 16 bits (four products of at most
 ;; 127 x 63 each: 32,004 < 32,767) and widened to 32 bits once per step (i32x4.dot_i16x8_s with
 ;; ones), not once per vector: three multiplies per step instead of four, and no constant rebuilt
-;; per product (without AVX-VNNI: eight queries over a million faces 1.36x faster, one 1.14x,
-;; 2026-12-06).
+;; per product (on an AVX-512 CPU without AVX-VNNI, 2026-12-06: eight queries over a million
+;; faces 1.33-1.36x faster, one 1.10-1.12x). With AVX-VNNI, i32x4.relaxed_dot_i8x16_i7x16_add_s
+;; (the form before) is one instruction per vector; not measured on such a CPU.
 ;;
 ;; Tiles. Rows are read four at a time (a tile) and each tile is scored against the queries two
 ;; at a time (an odd one out alone), so that every 16 bytes loaded feed two to four products; the
