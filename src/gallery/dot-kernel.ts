@@ -19,8 +19,12 @@ import { FaceRecogError } from '../errors.js';
 
 /** One 128-bit vector: regions of the shared memory are aligned to it. */
 export const LANE_BYTES = 16;
-/** Codes are stored in strides of this many bytes: the kernel reads two vectors of a row per step. */
-export const STEP_BYTES = 2 * LANE_BYTES;
+/** The kernel reads two vectors of a row per step. */
+const STEP_BYTES = 2 * LANE_BYTES;
+/** Bytes per row of codes (and per query) for `dimension` components: whole steps of the kernel. */
+export function codeStride(dimension: number): number {
+  return Math.ceil(dimension / STEP_BYTES) * STEP_BYTES;
+}
 /** The kernel scores rows four at a time: regions of codes and scales hold whole tiles. */
 export const TILE_ROWS = 4;
 /** A stored component's code c is in -ROW_CODE_MAX..ROW_CODE_MAX and kept as c + ROW_CODE_OFFSET (0..127). */

@@ -33,11 +33,11 @@
 // rejects and lets them go.
 import { FaceRecogError } from '../errors.js';
 import {
+  codeStride,
   DotKernel,
   QUERY_CODE_MAX,
   ROW_CODE_MAX,
   ROW_CODE_OFFSET,
-  STEP_BYTES,
   TILE_ROWS,
   type SearchJob,
   type ShareCandidates,
@@ -278,7 +278,7 @@ class ReadWriteGate {
 
 export class VectorIndex {
   readonly dimension: number;
-  /** Bytes per row of codes: the dimension rounded up to whole steps of the kernel (STEP_BYTES). */
+  /** Bytes per row of codes (codeStride). */
   private readonly stride: number;
   private readonly blockRows: number;
   private readonly kernel: DotKernel;
@@ -289,7 +289,7 @@ export class VectorIndex {
 
   private constructor(dimension: number, blockRows: number, kernel: DotKernel) {
     this.dimension = dimension;
-    this.stride = Math.ceil(dimension / STEP_BYTES) * STEP_BYTES;
+    this.stride = codeStride(dimension);
     this.blockRows = blockRows;
     this.kernel = kernel;
   }

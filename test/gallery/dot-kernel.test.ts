@@ -12,7 +12,7 @@ import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { FaceRecogError } from '../../src/errors.js';
-import { DotKernel, QUERY_CODE_MAX, STEP_BYTES, ROW_CODE_OFFSET, type KernelForm, type SearchJob } from '../../src/gallery/dot-kernel.js';
+import { codeStride, DotKernel, QUERY_CODE_MAX, ROW_CODE_OFFSET, type KernelForm, type SearchJob } from '../../src/gallery/dot-kernel.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 
 function seeded(seed: number): () => number {
@@ -25,7 +25,7 @@ function seeded(seed: number): () => number {
 
 /** Random codes for `rows` rows and `queries` queries in the kernel's memory, with their exact scores. */
 function fixture(kernel: DotKernel, dimension: number, rows: number, queries: number, seed: number) {
-  const stride = Math.ceil(dimension / STEP_BYTES) * STEP_BYTES;
+  const stride = codeStride(dimension);
   const random = seeded(seed);
   const sizes = { codes: (rows + 4) * stride, scales: (rows + 4) * 4, queryCodes: queries * stride, offsets: queries * 4 };
   const at = Object.fromEntries(Object.entries(sizes).map(([k, size]) => [k, kernel.allocate(size)])) as Record<keyof typeof sizes, number>;

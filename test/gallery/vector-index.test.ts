@@ -6,7 +6,7 @@
 import fc from 'fast-check';
 import { describe, expect, it, vi } from 'vitest';
 import { FaceRecogError } from '../../src/errors.js';
-import { DotKernel, STEP_BYTES } from '../../src/gallery/dot-kernel.js';
+import { codeStride, DotKernel } from '../../src/gallery/dot-kernel.js';
 import { VectorIndex } from '../../src/gallery/vector-index.js';
 import { byKey, vectorsIn } from '../helpers/vectors.js';
 
@@ -239,7 +239,7 @@ describe('VectorIndex', () => {
     // vectors are not kept); and each block's codes (a whole number of the kernel's steps) and
     // scales reserved for all its 2048 rows in the kernel's memory.
     const rowBytes = 8;
-    const codeBytes = 2048 * (Math.ceil(DIM / STEP_BYTES) * STEP_BYTES + 4);
+    const codeBytes = 2048 * (codeStride(DIM) + 4);
     expect(index.allocatedBytes).toBe((2 * 2048 + 1024) * rowBytes + 3 * codeBytes);
     await index.remove(Array.from({ length: 1000 }, (_, i) => i));
     expect(index.size).toBe(4000);

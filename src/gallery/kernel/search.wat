@@ -118,13 +118,12 @@
         (param $at i32) (param $queries i32) (param $offsets i32) (param $state i32) (param $count i32) (param $first i32)
     (local $tile i32) (local $end i32) (local $q i32) (local $pair i32) (local $query i32) (local $lane i32) (local $laneEnd i32)
     (local $stride2 i32) (local $stride3 i32) (local $tileScales v128) (local $scores v128) (local $ab v128) (local $cd v128)
-    (local $x v128) (local $y v128) (local $r0 v128) (local $r1 v128) (local $r2 v128) (local $r3 v128)
     (local $x0 v128) (local $x1 v128) (local $x2 v128) (local $x3 v128)
     (local $y0 v128) (local $y1 v128) (local $y2 v128) (local $y3 v128)
     (local $xa v128) (local $xb v128) (local $ya v128) (local $yb v128) (local $ra v128) (local $rb v128) (local $ones v128)
     (local.set $stride2 (i32.shl (local.get $stride) (i32.const 1)))
-    (local.set $ones (v128.const i16x8 1 1 1 1 1 1 1 1))
     (local.set $stride3 (i32.add (local.get $stride2) (local.get $stride)))
+    (local.set $ones (v128.const i16x8 1 1 1 1 1 1 1 1))
     (local.set $end (i32.add (local.get $first) (local.get $rows)))
     (block $done
       (loop $tiles
