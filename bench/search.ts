@@ -186,6 +186,8 @@ const output = {
   generated_by: 'bench/search.ts',
   machine: machine(),
   kernel_form: (await DotKernel.get()).form,
+  /** Each relaxed form's time in the choice at start (dot-kernel.ts timeForms). */
+  kernel_form_times_ms: Object.fromEntries(Object.entries((await DotKernel.get()).formTimesMs).map(([form, ms]) => [form, round2(ms)])),
   baseline: old?.commit ?? null,
   runs,
   memory_bandwidth_gb_s: bandwidth,

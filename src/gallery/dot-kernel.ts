@@ -11,6 +11,13 @@
 // (PMADDUBSW on x64), which lets eight queries share one pass over the codes at a few times the
 // cost of one. Node 22 and later have it; where it is missing (Node 20) or gives other sums than
 // the plain arithmetic, the same kernel runs with each such product spelled in plain SIMD (slower).
+//
+// Why time two forms at start: the fastest way to add up dot products depends on the CPU, and
+// V8's code for each cannot be asked for. The .wat widens two 16-bit products at once, 1.33-1.39x
+// faster for eight queries on x64 without AVX-VNNI (2026-12-06); a 32-bit dot product added to
+// its sum is one instruction with AVX-VNNI or on ARM with dot product. Both are exact, so the
+// choice only decides speed; timing them (with the second compile, 50-80 ms once per process)
+// also leaves the chosen one optimised by V8 before the first search.
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
@@ -57,9 +64,18 @@ const IN_THREAD_SCORES = 65_536;
 const KERNEL_SOURCE = new URL('./kernel/search.wat', import.meta.url);
 const WASM_FEATURES = { simd: true, threads: true, relaxed_simd: true };
 
-/** How the kernel's 16-bit dot products are computed: one relaxed-SIMD instruction, or three plain ones. */
-export type KernelForm = 'relaxed' | 'plain';
-const FORMS: KernelForm[] = ['relaxed', 'plain'];
+/**
+ * How the kernel computes its dot products; every form gives the same sums, and which one is
+ * fastest depends on the CPU:
+ * - `relaxed`, search.wat as written: 16-bit relaxed dot products, two added before one widening
+ *   (x64 without AVX-VNNI: two PMADDUBSW, an add and one PMADDWD per 32 codes);
+ * - `relaxed-add`: each vector's 32-bit relaxed dot product added to its sum, one instruction
+ *   with AVX-VNNI (VPDPBUSD) or an ARM CPU's dot product (SDOT), three multiplies without;
+ * - `plain`: plain SIMD, where relaxed SIMD is missing or inexact (Node 20).
+ */
+export type KernelForm = 'relaxed' | 'relaxed-add' | 'plain';
+/** The relaxed forms, in the order a tie between them is settled. */
+const RELAXED_FORMS = ['relaxed', 'relaxed-add'] as const satisfies KernelForm[];
 
 /** search.wat's dot products: (query codes, row codes), operands always local.get. */
 const RELAXED_DOT = /\(i16x8\.relaxed_dot_i8x16_i7x16_s (\(local\.get \$\w+\)) (\(local\.get \$\w+\))\)/g;
@@ -68,13 +84,23 @@ const RELAXED_DOT = /\(i16x8\.relaxed_dot_i8x16_i7x16_s (\(local\.get \$\w+\)) (
  * lanes hold other pairs of products than relaxed SIMD's, which the kernel only ever adds up.
  */
 const PLAIN_DOT = '(i16x8.add (i16x8.extmul_low_i8x16_s $1 $2) (i16x8.extmul_high_i8x16_s $1 $2))';
+/** search.wat's step: sum + widen(dot(query a, row a) + dot(query b, row b)). */
+const STEP = new RegExp(
+  String.raw`\(i32x4\.add (\(local\.get \$\w+\)) \(i32x4\.dot_i16x8_s \(i16x8\.add ` +
+    String.raw`\(i16x8\.relaxed_dot_i8x16_i7x16_s (\(local\.get \$\w+\)) (\(local\.get \$\w+\))\) ` +
+    String.raw`\(i16x8\.relaxed_dot_i8x16_i7x16_s (\(local\.get \$\w+\)) (\(local\.get \$\w+\))\)\) \(local\.get \$ones\)\)\)`,
+  'g',
+);
+/** The same step as two 32-bit dot products, each added to the sum. */
+const STEP_ADD = '(i32x4.relaxed_dot_i8x16_i7x16_add_s $4 $5 (i32x4.relaxed_dot_i8x16_i7x16_add_s $2 $3 $1))';
 
 function kernelText(form: KernelForm): string {
   const text = readFileSync(KERNEL_SOURCE, 'utf8');
   if (form === 'relaxed') return text;
-  const plain = text.replace(RELAXED_DOT, PLAIN_DOT);
-  if (/\(\w+\.relaxed_/.test(plain)) throw new FaceRecogError('internal', 'search.wat has a relaxed-SIMD instruction that has no plain form here');
-  return plain;
+  const derived = form === 'plain' ? text.replace(RELAXED_DOT, PLAIN_DOT) : text.replace(STEP, STEP_ADD);
+  const left = form === 'plain' ? /\(\w+\.relaxed_/ : /\(i16x8\.relaxed_/;
+  if (left.test(derived)) throw new FaceRecogError('internal', `search.wat has a relaxed-SIMD instruction that has no ${form} form here`);
+  return derived;
 }
 
 /** The kernel's bytes in `form`, or null when this Node.js cannot run that form exactly. */
@@ -93,14 +119,92 @@ function assemble(wabt: Awaited<ReturnType<typeof initWabt>>, form: KernelForm):
   return scoresExactly(module) ? module : null;
 }
 
-/** The first form this Node.js runs exactly, or the one asked for. */
-async function compileKernel(wanted?: KernelForm): Promise<{ module: WebAssembly.Module; form: KernelForm }> {
+/** A compiled form of the kernel; `timesMs`: what choosing it measured, per form (none when there was no choice). */
+interface CompiledKernel {
+  module: WebAssembly.Module;
+  form: KernelForm;
+  timesMs: Partial<Record<KernelForm, number>>;
+}
+
+/** Compiled once per process and form asked for ('fastest': none asked for). */
+const compiled = new Map<KernelForm | 'fastest', Promise<CompiledKernel>>();
+
+/** The form asked for, or the fastest of the relaxed forms this Node.js runs exactly, or else the plain one. */
+function compileKernel(wanted?: KernelForm): Promise<CompiledKernel> {
+  const key = wanted ?? 'fastest';
+  if (!compiled.has(key)) compiled.set(key, compileNow(wanted));
+  return compiled.get(key)!;
+}
+
+async function compileNow(wanted?: KernelForm): Promise<CompiledKernel> {
   const wabt = await initWabt();
-  for (const form of wanted ? [wanted] : FORMS) {
-    const module = assemble(wabt, form);
-    if (module) return { module, form };
+  const unavailable = () => new FaceRecogError('internal', `this Node.js (${process.version}) cannot run the search kernel${wanted ? ` in its ${wanted} form` : ''}`);
+  if (wanted) {
+    const module = assemble(wabt, wanted);
+    if (!module) throw unavailable();
+    return { module, form: wanted, timesMs: {} };
   }
-  throw new FaceRecogError('internal', `this Node.js (${process.version}) cannot run the search kernel${wanted ? ` in its ${wanted} form` : ''}`);
+  const exact = RELAXED_FORMS.flatMap((form) => {
+    const module = assemble(wabt, form);
+    return module ? [{ form, module }] : [];
+  });
+  if (exact.length === 0) {
+    const module = assemble(wabt, 'plain');
+    if (!module) throw unavailable();
+    return { module, form: 'plain', timesMs: {} };
+  }
+  if (exact.length === 1) return { ...exact[0], timesMs: {} };
+  const timesMs = timeForms(exact);
+  const form = fastestForm(timesMs);
+  return { module: exact.find((e) => e.form === form)!.module, form, timesMs };
+}
+
+/** The timing that chooses a form: eight queries (arithmetic, where the forms differ) over 2 MB of codes, in rounds. */
+const TIMING = { rows: 16_384, queries: 8, rounds: 24 };
+
+/**
+ * Each form's median time (ms) to score TIMING's rows, the forms taken in turn, over the later
+ * half of the rounds: V8 first runs a function as its baseline compiler made it and optimises it
+ * once it has run a while (after about 7 rounds here), and the optimised code is what searches
+ * run; the chosen module is then optimised before the first search. 30-60 ms, once per process.
+ */
+function timeForms(forms: { form: KernelForm; module: WebAssembly.Module }[]): Partial<Record<KernelForm, number>> {
+  const { rows, queries, rounds } = TIMING;
+  const stride = codeStride(128);
+  const at = { codes: 0, scales: rows * stride, queryCodes: rows * (stride + 4), offsets: 0, state: 0 };
+  at.offsets = at.queryCodes + queries * stride;
+  at.state = at.offsets + queries * 4;
+  const pages = Math.ceil((at.state + queries * 16) / PAGE_BYTES);
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  const codes = new Uint8Array(memory.buffer, at.codes, rows * stride);
+  for (let i = 0; i < codes.length; i++) codes[i] = (i * 131 + (i >> 7)) & 127;
+  new Float32Array(memory.buffer, at.scales, rows).fill(1 / 4096);
+  const query = new Int8Array(memory.buffer, at.queryCodes, queries * stride);
+  for (let i = 0; i < query.length; i++) query[i] = ((i * 53) % (2 * QUERY_CODE_MAX + 1)) - QUERY_CODE_MAX;
+  const searches = forms.map(({ module }) => (new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as { search: (...share: Share) => void }).search);
+  const times = forms.map(() => [] as number[]);
+  for (let round = 0; round < rounds; round++) {
+    searches.forEach((search, f) => {
+      for (let q = 0; q < queries; q++) candidateState(memory.buffer, at.state, queries, 1, q).worst[0] = -Infinity;
+      new Int32Array(memory.buffer, at.state + queries * 4, queries).fill(0);
+      const started = performance.now();
+      search(at.codes, rows, stride, at.scales, at.queryCodes, queries, at.offsets, at.state, 1, 0);
+      if (round >= rounds / 2) times[f].push(performance.now() - started);
+    });
+  }
+  return Object.fromEntries(forms.map(({ form }, f) => [form, middle(times[f])]));
+}
+
+function middle(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+/** The relaxed form of least time; a tie goes to the one first in RELAXED_FORMS. */
+export function fastestForm(timesMs: Partial<Record<KernelForm, number>>): KernelForm {
+  const timed = RELAXED_FORMS.filter((form) => timesMs[form] !== undefined);
+  if (timed.length === 0) throw new FaceRecogError('internal', 'no kernel form was timed');
+  return timed.reduce((best, form) => (timesMs[form]! < timesMs[best]! ? form : best));
 }
 
 /**
@@ -290,7 +394,7 @@ export interface DotKernelOptions {
   threads?: number;
   /** Runs of at most this many row scores run on the calling thread (IN_THREAD_SCORES unless given; 0: always on the workers). */
   inThreadScores?: number;
-  /** The first form this Node.js runs exactly unless given. */
+  /** The fastest exact form on this CPU unless given (compileKernel). */
   form?: KernelForm;
 }
 
@@ -308,6 +412,8 @@ export class DotKernel {
   private constructor(
     readonly memory: WebAssembly.Memory,
     readonly form: KernelForm,
+    /** Each relaxed form's time at start, when there was a choice (ms to score 16,384 rows against eight queries on one thread). */
+    readonly formTimesMs: Partial<Record<KernelForm, number>>,
     private readonly workers: KernelWorker[],
     /** The kernel's `search` on this thread, over the same memory. */
     private readonly searchHere: (...share: Share) => void,
@@ -322,12 +428,12 @@ export class DotKernel {
 
   /** A kernel of its own (tests; the process shares `get()`'s). */
   static async create(options: DotKernelOptions = {}): Promise<DotKernel> {
-    const { module, form } = await compileKernel(options.form);
+    const { module, form, timesMs } = await compileKernel(options.form);
     const memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
     const threads = Math.max(1, options.threads ?? availableParallelism());
     const workers = Array.from({ length: threads }, () => new KernelWorker({ module, memory }));
     const { search } = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as { search: (...share: Share) => void };
-    return new DotKernel(memory, form, workers, search, options.inThreadScores ?? IN_THREAD_SCORES);
+    return new DotKernel(memory, form, timesMs, workers, search, options.inThreadScores ?? IN_THREAD_SCORES);
   }
 
   /** Bytes a job's `candidates` needs: for each worker and query, its state and `places` rows and scores. */

@@ -15,8 +15,9 @@
 ;; 127 x 63 each: 32,004 < 32,767) and widened to 32 bits once per step (i32x4.dot_i16x8_s with
 ;; ones), not once per vector: three multiplies per step instead of four, and no constant rebuilt
 ;; per product (on an AVX-512 CPU without AVX-VNNI, 2026-12-06: eight queries over a million
-;; faces 1.33-1.36x faster, one 1.10-1.12x). With AVX-VNNI, i32x4.relaxed_dot_i8x16_i7x16_add_s
-;; (the form before) is one instruction per vector; not measured on such a CPU.
+;; faces 1.33-1.36x faster, one 1.10-1.12x). With AVX-VNNI or an ARM CPU's dot product, one
+;; i32x4.relaxed_dot_i8x16_i7x16_add_s per vector is one instruction and may be faster: dot-kernel.ts
+;; derives that form from each step (keep a step's text as it is) and times both at start.
 ;;
 ;; Tiles. Rows are read four at a time (a tile) and each tile is scored against the queries two
 ;; at a time (an odd one out alone), so that every 16 bytes loaded feed two to four products; the
