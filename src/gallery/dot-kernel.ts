@@ -170,25 +170,18 @@ const TIMING = { rows: 16_384, queries: 8, rounds: 24 };
  */
 function timeForms(forms: { form: KernelForm; module: WebAssembly.Module }[]): Partial<Record<KernelForm, number>> {
   const { rows, queries, rounds } = TIMING;
-  const stride = codeStride(128);
-  const at = { codes: 0, scales: rows * stride, queryCodes: rows * (stride + 4), offsets: 0, state: 0 };
-  at.offsets = at.queryCodes + queries * stride;
-  at.state = at.offsets + queries * 4;
-  const pages = Math.ceil((at.state + queries * 16) / PAGE_BYTES);
-  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
-  const codes = new Uint8Array(memory.buffer, at.codes, rows * stride);
+  const job = scratchJob(rows, queries, codeStride(128), 1);
+  const { codes, query } = job;
   for (let i = 0; i < codes.length; i++) codes[i] = (i * 131 + (i >> 7)) & 127;
-  new Float32Array(memory.buffer, at.scales, rows).fill(1 / 4096);
-  const query = new Int8Array(memory.buffer, at.queryCodes, queries * stride);
+  job.scales.fill(1 / 4096);
   for (let i = 0; i < query.length; i++) query[i] = ((i * 53) % (2 * QUERY_CODE_MAX + 1)) - QUERY_CODE_MAX;
-  const searches = forms.map(({ module }) => (new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as { search: (...share: Share) => void }).search);
+  const searches = forms.map(({ module }) => instantiate(module, job.memory));
   const times = forms.map(() => [] as number[]);
   for (let round = 0; round < rounds; round++) {
     searches.forEach((search, f) => {
-      for (let q = 0; q < queries; q++) candidateState(memory.buffer, at.state, queries, 1, q).worst[0] = -Infinity;
-      new Int32Array(memory.buffer, at.state + queries * 4, queries).fill(0);
+      job.reset();
       const started = performance.now();
-      search(at.codes, rows, stride, at.scales, at.queryCodes, queries, at.offsets, at.state, 1, 0);
+      search(...job.share);
       if (round >= rounds / 2) times[f].push(performance.now() - started);
     });
   }
@@ -212,33 +205,62 @@ export function fastestForm(timesMs: Partial<Record<KernelForm, number>>): Kerne
  * extreme codes. Runs in this thread on a memory of its own, at start.
  */
 function scoresExactly(module: WebAssembly.Module): boolean {
-  const memory = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
-  const { search } = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as { search: (...share: Share) => void };
   // Three queries: a pair and one alone, the kernel's two paths.
   const [rows, queries, stride] = [TILE_ROWS, 3, STEP_BYTES];
-  const at = { codes: 0, scales: rows * stride, queryCodes: rows * stride + rows * 4, offsets: 0, state: 0 };
-  at.offsets = at.queryCodes + queries * stride;
-  at.state = at.offsets + queries * 4;
-  const codes = new Uint8Array(memory.buffer, at.codes, rows * stride);
+  const job = scratchJob(rows, queries, stride, rows);
+  const { codes, query, offsets } = job;
   codes.set(Array.from(codes, (_, i) => (i * 37) % 128));
   codes.set([127, 0, 127, 0], 0);
-  new Float32Array(memory.buffer, at.scales, rows).fill(1);
-  const query = new Int8Array(memory.buffer, at.queryCodes, queries * stride);
+  job.scales.fill(1);
   query.set(Array.from(query, (_, i) => ((i * 53) % (2 * QUERY_CODE_MAX + 1)) - QUERY_CODE_MAX));
   query.set([QUERY_CODE_MAX, -QUERY_CODE_MAX, -QUERY_CODE_MAX, QUERY_CODE_MAX], 0);
   // The largest sums a step adds in 16 bits: a row of 127s against a query of QUERY_CODE_MAXs.
   codes.fill(127, 3 * stride, 4 * stride);
   query.fill(QUERY_CODE_MAX, 2 * stride, 3 * stride);
-  const offsets = new Int32Array(memory.buffer, at.offsets, queries);
   for (let q = 0; q < queries; q++) offsets[q] = ROW_CODE_OFFSET * query.subarray(q * stride, (q + 1) * stride).reduce((a, b) => a + b, 0);
-  const views = (q: number) => candidateState(memory.buffer, at.state, queries, rows, q);
-  for (let q = 0; q < queries; q++) views(q).worst[0] = -Infinity;
-  search(at.codes, rows, stride, at.scales, at.queryCodes, queries, at.offsets, at.state, rows, 0);
+  job.reset();
+  instantiate(module, job.memory)(...job.share);
   return Array.from({ length: queries }, (_, q) => q).every((q) => {
-    const { used, kept, found } = views(q);
+    const { used, kept, found } = job.candidates(q);
     const expected = (row: number) => codes.subarray(row * stride, (row + 1) * stride).reduce((sum, c, d) => sum + (c - ROW_CODE_OFFSET) * query[q * stride + d], 0);
     return used[0] === rows && Array.from(found).every((row, i) => kept[i] === expected(row)) && new Set(found).size === rows;
   });
+}
+
+/** The kernel's `search` in `module`, over `memory`. */
+function instantiate(module: WebAssembly.Module, memory: WebAssembly.Memory): (...share: Share) => void {
+  return (new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as { search: (...share: Share) => void }).search;
+}
+
+/**
+ * A memory of its own, for the checks at start on this thread: `rows` rows of codes (`stride`
+ * bytes each) and their scales, `queries` queries with their offsets, and `places` candidates per
+ * query; `share` scores them all.
+ */
+function scratchJob(rows: number, queries: number, stride: number, places: number) {
+  const at = { codes: 0, scales: rows * stride, queryCodes: rows * (stride + 4), offsets: 0, state: 0 };
+  at.offsets = at.queryCodes + queries * stride;
+  at.state = at.offsets + queries * 4;
+  const pages = Math.ceil((at.state + queries * (8 + places * 8)) / PAGE_BYTES);
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  const { buffer } = memory;
+  const candidates = (q: number) => candidateState(buffer, at.state, queries, places, q);
+  return {
+    memory,
+    codes: new Uint8Array(buffer, at.codes, rows * stride),
+    scales: new Float32Array(buffer, at.scales, rows),
+    query: new Int8Array(buffer, at.queryCodes, queries * stride),
+    offsets: new Int32Array(buffer, at.offsets, queries),
+    candidates,
+    /** Empties every query's candidates, with no floor. */
+    reset(): void {
+      for (let q = 0; q < queries; q++) {
+        candidates(q).worst[0] = -Infinity;
+        candidates(q).used[0] = 0;
+      }
+    },
+    share: [at.codes, rows, stride, at.scales, at.queryCodes, queries, at.offsets, at.state, places, 0] as Share,
+  };
 }
 
 /** The layout kernel/search.wat keeps candidates in, at `at`: worst[queries], used[queries], then per query kept[places] and found[places]. */
@@ -432,8 +454,7 @@ export class DotKernel {
     const memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
     const threads = Math.max(1, options.threads ?? availableParallelism());
     const workers = Array.from({ length: threads }, () => new KernelWorker({ module, memory }));
-    const { search } = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as { search: (...share: Share) => void };
-    return new DotKernel(memory, form, timesMs, workers, search, options.inThreadScores ?? IN_THREAD_SCORES);
+    return new DotKernel(memory, form, timesMs, workers, instantiate(module, memory), options.inThreadScores ?? IN_THREAD_SCORES);
   }
 
   /** Bytes a job's `candidates` needs: for each worker and query, its state and `places` rows and scores. */
