@@ -10,8 +10,14 @@ FROM node:24-bookworm-slim AS build
 # label=face-recog.stage=build` removes it (.ci/docker does).
 LABEL face-recog.stage=build
 WORKDIR /app
+# A C toolchain for the native search kernel (packages/dot-native; optional, so the WebAssembly
+# kernel serves where it cannot be built), in this stage only: the image keeps the built addon.
+RUN apt-get update -q \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json .npmrc tsconfig.json tsconfig.build.json ./
 COPY packages/client packages/client
+COPY packages/dot-native packages/dot-native
 COPY src src
 # npm ci runs `prepare` = `npm run build`: dist/ (service, CLI) and packages/client/dist/ (the client).
 RUN npm ci --no-audit --no-fund
@@ -51,6 +57,7 @@ COPY --from=build /app/node_modules node_modules
 COPY --from=build /app/dist dist
 COPY --from=build /app/packages/client/package.json packages/client/package.json
 COPY --from=build /app/packages/client/dist packages/client/dist
+COPY --from=build /app/packages/dot-native packages/dot-native
 COPY --from=build /app/models models
 COPY web web
 # `face-recog` on the PATH for one-off commands, e.g. `docker compose exec face-recog-api face-recog gallery status`.

@@ -18,7 +18,14 @@
 // its sum is one instruction with AVX-VNNI or on ARM with dot product. Both are exact, so the
 // choice only decides speed; timing them (with the second compile, 50-80 ms once per process)
 // also leaves the chosen one optimised by V8 before the first search.
+//
+// Why a native form beside them: V8 uses neither AVX-512 nor its VNNI, with which one instruction
+// multiplies and adds 64 codes; where the optional package @face-recog/dot-native was built at
+// install (a C compiler) and the CPU has AVX-512 VNNI, its kernel (packages/dot-native) is
+// checked and timed at start like the WebAssembly forms, on the same memory and candidates.
+// Eight queries over a million faces took 7-11 ms with it against 24 ms (AMD EPYC, 2026-12-07).
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import initWabt from 'wabt';
@@ -65,17 +72,39 @@ const KERNEL_SOURCE = new URL('./kernel/search.wat', import.meta.url);
 const WASM_FEATURES = { simd: true, threads: true, relaxed_simd: true };
 
 /**
- * How the kernel computes its dot products; every form gives the same sums, and which one is
- * fastest depends on the CPU:
+ * How the kernel computes its dot products; every form gives the same scores and candidates, and
+ * which one is fastest depends on the CPU:
  * - `relaxed`, search.wat as written: 16-bit relaxed dot products, two added before one widening
  *   (x64 without AVX-VNNI: two PMADDUBSW, an add and one PMADDWD per 32 codes);
  * - `relaxed-add`: each vector's 32-bit relaxed dot product added to its sum, one instruction
  *   with AVX-VNNI (VPDPBUSD) or an ARM CPU's dot product (SDOT), three multiplies without;
- * - `plain`: plain SIMD, where relaxed SIMD is missing or inexact (Node 20).
+ * - `plain`: plain SIMD, where relaxed SIMD is missing or inexact (Node 20);
+ * - `native`: packages/dot-native, 64 codes per VPDPBUSD, where it was built and the CPU has AVX-512 VNNI.
  */
-export type KernelForm = 'relaxed' | 'relaxed-add' | 'plain';
-/** The relaxed forms, in the order a tie between them is settled. */
-const RELAXED_FORMS = ['relaxed', 'relaxed-add'] as const satisfies KernelForm[];
+export type KernelForm = 'relaxed' | 'relaxed-add' | 'plain' | 'native';
+/** The forms timed at start when more than one runs exactly, in the order a tie between them is settled. */
+const TIMED_FORMS = ['relaxed', 'relaxed-add', 'native'] as const satisfies KernelForm[];
+
+const NATIVE_PACKAGE = '@face-recog/dot-native';
+const requireHere = createRequire(import.meta.url);
+
+/** What the native package exports where it loads (its index.js gives null otherwise). */
+interface NativeKernel {
+  search(memory: Uint8Array, ...share: Share): void;
+}
+
+/** A form's code: a compiled search.wat, or the path of the native kernel's package (for the workers to load). */
+type KernelCode = { module: WebAssembly.Module } | { nativePath: string };
+
+/** The native kernel's package, or null where it is not installed, was not built, or this CPU lacks AVX-512 VNNI. */
+function nativePath(): string | null {
+  try {
+    const path = requireHere.resolve(NATIVE_PACKAGE);
+    return requireHere(path) ? path : null;
+  } catch {
+    return null;
+  }
+}
 
 /** search.wat's dot products: (query codes, row codes), operands always local.get. */
 const RELAXED_DOT = /\(i16x8\.relaxed_dot_i8x16_i7x16_s (\(local\.get \$\w+\)) (\(local\.get \$\w+\))\)/g;
@@ -116,12 +145,22 @@ function assemble(wabt: Awaited<ReturnType<typeof initWabt>>, form: KernelForm):
   }
   if (!WebAssembly.validate(bytes)) return null;
   const module = new WebAssembly.Module(bytes);
-  return scoresExactly(module) ? module : null;
+  return scoresExactly({ module }) ? module : null;
+}
+
+/** The code of `form`, or null when it cannot run here exactly. */
+function codeOf(wabt: Awaited<ReturnType<typeof initWabt>>, form: KernelForm): KernelCode | null {
+  if (form === 'native') {
+    const path = nativePath();
+    return path && scoresExactly({ nativePath: path }) ? { nativePath: path } : null;
+  }
+  const module = assemble(wabt, form);
+  return module ? { module } : null;
 }
 
 /** A compiled form of the kernel; `timesMs`: what choosing it measured, per form (none when there was no choice). */
 interface CompiledKernel {
-  module: WebAssembly.Module;
+  code: KernelCode;
   form: KernelForm;
   timesMs: Partial<Record<KernelForm, number>>;
 }
@@ -129,7 +168,7 @@ interface CompiledKernel {
 /** Compiled once per process and form asked for ('fastest': none asked for). */
 const compiled = new Map<KernelForm | 'fastest', Promise<CompiledKernel>>();
 
-/** The form asked for, or the fastest of the relaxed forms this Node.js runs exactly, or else the plain one. */
+/** The form asked for, or the fastest of the timed forms that run here exactly, or else the plain one. */
 function compileKernel(wanted?: KernelForm): Promise<CompiledKernel> {
   const key = wanted ?? 'fastest';
   if (!compiled.has(key)) compiled.set(key, compileNow(wanted));
@@ -140,23 +179,23 @@ async function compileNow(wanted?: KernelForm): Promise<CompiledKernel> {
   const wabt = await initWabt();
   const unavailable = () => new FaceRecogError('internal', `this Node.js (${process.version}) cannot run the search kernel${wanted ? ` in its ${wanted} form` : ''}`);
   if (wanted) {
-    const module = assemble(wabt, wanted);
-    if (!module) throw unavailable();
-    return { module, form: wanted, timesMs: {} };
+    const code = codeOf(wabt, wanted);
+    if (!code) throw unavailable();
+    return { code, form: wanted, timesMs: {} };
   }
-  const exact = RELAXED_FORMS.flatMap((form) => {
-    const module = assemble(wabt, form);
-    return module ? [{ form, module }] : [];
+  const exact = TIMED_FORMS.flatMap((form) => {
+    const code = codeOf(wabt, form);
+    return code ? [{ form, code }] : [];
   });
   if (exact.length === 0) {
-    const module = assemble(wabt, 'plain');
-    if (!module) throw unavailable();
-    return { module, form: 'plain', timesMs: {} };
+    const code = codeOf(wabt, 'plain');
+    if (!code) throw unavailable();
+    return { code, form: 'plain', timesMs: {} };
   }
   if (exact.length === 1) return { ...exact[0], timesMs: {} };
   const timesMs = timeForms(exact);
   const form = fastestForm(timesMs);
-  return { module: exact.find((e) => e.form === form)!.module, form, timesMs };
+  return { code: exact.find((e) => e.form === form)!.code, form, timesMs };
 }
 
 /** The timing that chooses a form: eight queries (arithmetic, where the forms differ) over 2 MB of codes, in rounds. */
@@ -168,14 +207,14 @@ const TIMING = { rows: 16_384, queries: 8, rounds: 24 };
  * once it has run a while (after about 7 rounds here), and the optimised code is what searches
  * run; the chosen module is then optimised before the first search. 30-60 ms, once per process.
  */
-function timeForms(forms: { form: KernelForm; module: WebAssembly.Module }[]): Partial<Record<KernelForm, number>> {
+function timeForms(forms: { form: KernelForm; code: KernelCode }[]): Partial<Record<KernelForm, number>> {
   const { rows, queries, rounds } = TIMING;
   const job = scratchJob(rows, queries, codeStride(128), 1);
   const { codes, query } = job;
   for (let i = 0; i < codes.length; i++) codes[i] = (i * 131 + (i >> 7)) & 127;
   job.scales.fill(1 / 4096);
   for (let i = 0; i < query.length; i++) query[i] = ((i * 53) % (2 * QUERY_CODE_MAX + 1)) - QUERY_CODE_MAX;
-  const searches = forms.map(({ module }) => instantiate(module, job.memory));
+  const searches = forms.map(({ code }) => searchOver(code, job.memory));
   const times = forms.map(() => [] as number[]);
   for (let round = 0; round < rounds; round++) {
     searches.forEach((search, f) => {
@@ -193,20 +232,24 @@ function middle(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)];
 }
 
-/** The relaxed form of least time; a tie goes to the one first in RELAXED_FORMS. */
+/** The timed form of least time; a tie goes to the one first in TIMED_FORMS. */
 export function fastestForm(timesMs: Partial<Record<KernelForm, number>>): KernelForm {
-  const timed = RELAXED_FORMS.filter((form) => timesMs[form] !== undefined);
+  const timed = TIMED_FORMS.filter((form) => timesMs[form] !== undefined);
   if (timed.length === 0) throw new FaceRecogError('internal', 'no kernel form was timed');
   return timed.reduce((best, form) => (timesMs[form]! < timesMs[best]! ? form : best));
 }
 
+/** Rows of the check at start: five tiles of the WebAssembly forms, a group of 16 and four more of the native one. */
+const CHECK_ROWS = 20;
+
 /**
- * Whether `module` scores a known case exactly: four rows against three queries, with the
+ * Whether `code` scores a known case exactly: CHECK_ROWS rows against three queries, with the
  * extreme codes. Runs in this thread on a memory of its own, at start.
  */
-function scoresExactly(module: WebAssembly.Module): boolean {
-  // Three queries: a pair and one alone, the kernel's two paths.
-  const [rows, queries, stride] = [TILE_ROWS, 3, STEP_BYTES];
+function scoresExactly(code: KernelCode): boolean {
+  // Three queries: a pair and one alone, the WebAssembly kernel's two paths. Rows of 96 codes:
+  // three of its steps, and for the native kernel one step of 64 codes and one of 32.
+  const [rows, queries, stride] = [CHECK_ROWS, 3, 3 * STEP_BYTES];
   const job = scratchJob(rows, queries, stride, rows);
   const { codes, query, offsets } = job;
   codes.set(Array.from(codes, (_, i) => (i * 37) % 128));
@@ -216,10 +259,11 @@ function scoresExactly(module: WebAssembly.Module): boolean {
   query.set([QUERY_CODE_MAX, -QUERY_CODE_MAX, -QUERY_CODE_MAX, QUERY_CODE_MAX], 0);
   // The largest sums a step adds in 16 bits: a row of 127s against a query of QUERY_CODE_MAXs.
   codes.fill(127, 3 * stride, 4 * stride);
+  codes.fill(127, 18 * stride, 19 * stride);
   query.fill(QUERY_CODE_MAX, 2 * stride, 3 * stride);
   for (let q = 0; q < queries; q++) offsets[q] = ROW_CODE_OFFSET * query.subarray(q * stride, (q + 1) * stride).reduce((a, b) => a + b, 0);
   job.reset();
-  instantiate(module, job.memory)(...job.share);
+  searchOver(code, job.memory)(...job.share);
   return Array.from({ length: queries }, (_, q) => q).every((q) => {
     const { used, kept, found } = job.candidates(q);
     const expected = (row: number) => codes.subarray(row * stride, (row + 1) * stride).reduce((sum, c, d) => sum + (c - ROW_CODE_OFFSET) * query[q * stride + d], 0);
@@ -227,9 +271,11 @@ function scoresExactly(module: WebAssembly.Module): boolean {
   });
 }
 
-/** The kernel's `search` in `module`, over `memory`. */
-function instantiate(module: WebAssembly.Module, memory: WebAssembly.Memory): (...share: Share) => void {
-  return (new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as { search: (...share: Share) => void }).search;
+/** The kernel's `search` in `code`, over `memory`. */
+function searchOver(code: KernelCode, memory: WebAssembly.Memory): (...share: Share) => void {
+  if ('module' in code) return (new WebAssembly.Instance(code.module, { env: { memory } }).exports as unknown as { search: (...share: Share) => void }).search;
+  const native = requireHere(code.nativePath) as NativeKernel;
+  return (...share) => native.search(new Uint8Array(memory.buffer), ...share);
 }
 
 /**
@@ -278,8 +324,10 @@ function candidateState(buffer: ArrayBufferLike, at: number, queries: number, pl
 // dynamic import(): the eval'd source is CommonJS or a module depending on the options the
 // worker inherits (`--input-type=module`, say), and import() works in both.
 const WORKER_SOURCE = `
-import('node:worker_threads').then(({ parentPort, workerData }) => {
-  const { search } = new WebAssembly.Instance(workerData.module, { env: { memory: workerData.memory } }).exports;
+Promise.all([import('node:worker_threads'), import('node:module')]).then(([{ parentPort, workerData }, { createRequire }]) => {
+  const { code, memory } = workerData;
+  const native = code.module ? null : createRequire(code.nativePath)(code.nativePath);
+  const search = native ? (...share) => native.search(new Uint8Array(memory.buffer), ...share) : new WebAssembly.Instance(code.module, { env: { memory } }).exports.search;
   parentPort.on('message', ({ id, shares }) => {
     try {
       for (const share of shares) search(...share);
@@ -341,7 +389,7 @@ class KernelWorker {
   private worker: Worker | undefined;
   private current: Run | undefined;
 
-  constructor(private readonly workerData: { module: WebAssembly.Module; memory: WebAssembly.Memory }) {}
+  constructor(private readonly workerData: { code: KernelCode; memory: WebAssembly.Memory }) {}
 
   run(id: number, shares: Share[], timeoutMs: number): Promise<void> {
     const worker = this.worker ?? this.start();
@@ -434,7 +482,7 @@ export class DotKernel {
   private constructor(
     readonly memory: WebAssembly.Memory,
     readonly form: KernelForm,
-    /** Each relaxed form's time at start, when there was a choice (ms to score 16,384 rows against eight queries on one thread). */
+    /** Each timed form's time at start, when there was a choice (ms to score 16,384 rows against eight queries on one thread). */
     readonly formTimesMs: Partial<Record<KernelForm, number>>,
     private readonly workers: KernelWorker[],
     /** The kernel's `search` on this thread, over the same memory. */
@@ -450,11 +498,11 @@ export class DotKernel {
 
   /** A kernel of its own (tests; the process shares `get()`'s). */
   static async create(options: DotKernelOptions = {}): Promise<DotKernel> {
-    const { module, form, timesMs } = await compileKernel(options.form);
+    const { code, form, timesMs } = await compileKernel(options.form);
     const memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
     const threads = Math.max(1, options.threads ?? availableParallelism());
-    const workers = Array.from({ length: threads }, () => new KernelWorker({ module, memory }));
-    return new DotKernel(memory, form, timesMs, workers, instantiate(module, memory), options.inThreadScores ?? IN_THREAD_SCORES);
+    const workers = Array.from({ length: threads }, () => new KernelWorker({ code, memory }));
+    return new DotKernel(memory, form, timesMs, workers, searchOver(code, memory), options.inThreadScores ?? IN_THREAD_SCORES);
   }
 
   /** Bytes a job's `candidates` needs: for each worker and query, its state and `places` rows and scores. */

@@ -13,6 +13,7 @@ import { redactUrl } from '../redact.js';
 import { Catalog, type Face } from './catalog.js';
 import { openDatabase, type OpenDatabase } from './connect.js';
 import { DATABASE_RETRY_AFTER_S, sqlState, type Database } from './db.js';
+import { DotKernel } from './dot-kernel.js';
 import { FeatureCache, type CachedEmbedding } from './feature-cache.js';
 import { listImages, type ImagePage, type ImageQuery } from './images.js';
 import { describeProblem } from './problems.js';
@@ -177,7 +178,10 @@ class PostgresGallery implements GalleryHandle {
  */
 export async function startGallery(options: GalleryOptions): Promise<GalleryHandle> {
   const logger = options.logger.child({ component: 'gallery' });
-  const catalog = new Catalog(await VectorIndex.create(options.dimension));
+  const kernel = await DotKernel.get();
+  // Which form of the search kernel this CPU got (dot-kernel.ts): 'native' where packages/dot-native was built.
+  logger.info({ form: kernel.form, timesMs: kernel.formTimesMs }, 'search kernel');
+  const catalog = new Catalog(await VectorIndex.create(options.dimension, { kernel }));
   let opened: OpenDatabase | null = null;
   const open = async (): Promise<Database> => {
     opened = await openDatabase(options, logger);
