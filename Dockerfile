@@ -23,11 +23,13 @@ COPY src src
 RUN npm ci --no-audit --no-fund
 # Only what the service runs: no dev dependencies; onnxruntime-node's binaries for this platform
 # only (the package ships five platforms': 245 MB for the other four); no type declarations, source
-# maps or static libraries, which nothing loads at run time (13 MB). Licences and READMEs stay.
+# maps or static libraries, which nothing loads at run time (13 MB). Licences and READMEs stay. The
+# native search kernel must have been built here (the toolchain is installed above).
 RUN npm prune --omit=dev --no-audit --no-fund \
  && platform=$(node -p 'process.platform + "/" + process.arch') \
  && find node_modules/onnxruntime-node/bin/napi-v6 -mindepth 2 -maxdepth 2 ! -path "*/napi-v6/$platform" -exec rm -rf {} + \
  && test -f "node_modules/onnxruntime-node/bin/napi-v6/$platform/onnxruntime_binding.node" \
+ && test -f packages/dot-native/build/Release/dot_native.node \
  && find node_modules -type f \( -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' -o -name '*.map' -o -name '*.a' \) -delete \
  && find node_modules -depth -type d -empty -delete
 # The models the image serves with, checked against their pinned sha256: from their official sources,
