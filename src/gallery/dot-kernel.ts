@@ -177,7 +177,13 @@ function compileKernel(wanted?: KernelForm): Promise<CompiledKernel> {
 
 async function compileNow(wanted?: KernelForm): Promise<CompiledKernel> {
   const wabt = await initWabt();
-  const unavailable = () => new FaceRecogError('internal', `this Node.js (${process.version}) cannot run the search kernel${wanted ? ` in its ${wanted} form` : ''}`);
+  const unavailable = () =>
+    new FaceRecogError(
+      'internal',
+      wanted === 'native'
+        ? `the native search kernel is not here: ${NATIVE_PACKAGE} was not built at install, or this CPU lacks AVX-512 VNNI`
+        : `this Node.js (${process.version}) cannot run the search kernel${wanted ? ` in its ${wanted} form` : ''}`,
+    );
   if (wanted) {
     const code = codeOf(wabt, wanted);
     if (!code) throw unavailable();
