@@ -14,7 +14,6 @@
 #include <node_api.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <string.h>
 
 #define GROUP_ROWS 16
 #define CHUNK_BYTES 64
@@ -84,10 +83,11 @@ VNNI static inline __m512i load_chunk(const uint8_t *at, uint32_t left) {
   return left >= CHUNK_BYTES ? _mm512_loadu_si512(at) : _mm512_maskz_loadu_epi8(0xFFFFFFFFull, at);
 }
 
-// Lane l of the tree's result holds the sum of row SUM_ROW[l] (derived from the shuffles below).
-static const int32_t SUM_ROW[GROUP_ROWS] = {0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15};
+// Lane 4k + j of the tree's result holds the sum of row k + 4j (derived from the shuffles below),
+// so row r's sum is in lane ROW_LANE[r] of this table, which is its own inverse.
+static const int32_t ROW_LANE[GROUP_ROWS] = {0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15};
 
-// The 16 vectors' lane sums, lane l holding vector SUM_ROW[l]'s.
+// The 16 vectors' lane sums, transposed as ROW_LANE says.
 VNNI static inline __m512i sum_tree(__m512i v[GROUP_ROWS]) {
   __m512i halves[8], quarters[4], eighths[2];
   for (int i = 0; i < 8; i++) {
@@ -119,10 +119,8 @@ VNNI static void search(uint8_t *memory, uint32_t codes, uint32_t rows, uint32_t
   const int32_t *offset = (const int32_t *)(memory + offsets);
   const float *scale = (const float *)(memory + scales);
   const uint8_t *query_codes = memory + at;
-  // Undoes SUM_ROW: lane r of the result takes the tree's lane that holds row r.
-  int32_t lane_of_row[GROUP_ROWS];
-  for (int l = 0; l < GROUP_ROWS; l++) lane_of_row[SUM_ROW[l]] = l;
-  const __m512i row_order = _mm512_loadu_si512(lane_of_row);
+  // Lane r of the permuted sums takes the tree's lane that holds row r.
+  const __m512i row_order = _mm512_loadu_si512(ROW_LANE);
   uint32_t row = 0;
   for (; row + GROUP_ROWS <= rows; row += GROUP_ROWS) {
     const uint8_t *group = memory + codes + (size_t)row * stride;
